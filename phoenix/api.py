@@ -1,0 +1,231 @@
+"""The HTTP API (JSON, `Authorization: Bearer <jwt>`): snapshots of the current state so a
+client can load them and then subscribe, and the simulation controls for admins.
+
+401 for a missing or bad token, 403 for a viewer on an admin route, 400 naming the field
+for a bad body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from phoenix.auth import AuthError, Claims, verify
+from phoenix.keys import CONFIG, FAULTS, FEED, METRICS
+from phoenix.sources import scenario_source
+from simulator.scenario import ScenarioError
+
+log = logging.getLogger("phoenix.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(status: int, message: str, **details: Any) -> web.Response:
+    body: dict[str, Any] = {"error": message}
+    if details:
+        body["details"] = details
+    return web.json_response(body, status=status)
+
+
+def claims_of(request: web.Request) -> Claims:
+    """The request's bearer token, verified; raises a 401 response."""
+    cfg = request.app[CONFIG]
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        request.app[METRICS].auth_failure("missing")
+        raise _unauthorized("missing", "send `Authorization: Bearer <jwt>`")
+    try:
+        return verify(token.strip(), cfg.auth.jwt_secret, list(cfg.auth.algorithms), time.time())
+    except AuthError as exc:
+        request.app[METRICS].auth_failure(exc.reason)
+        raise _unauthorized(exc.reason, exc.message) from None
+
+
+def _unauthorized(reason: str, message: str) -> web.HTTPUnauthorized:
+    return web.HTTPUnauthorized(
+        text=json.dumps({"error": message, "details": {"reason": reason}}),
+        content_type="application/json",
+        headers={"WWW-Authenticate": 'Bearer realm="phoenix"'},
+    )
+
+
+def viewer(handler: Handler) -> Handler:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        claims_of(request)
+        return await handler(request)
+
+    return wrapped
+
+
+def admin(handler: Handler) -> Handler:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        if not claims_of(request).is_admin:
+            return _error(403, "this route needs a token with role 'admin'")
+        return await handler(request)
+
+    return wrapped
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "the body must be a JSON object"}),
+            content_type="application/json",
+        ) from None
+    if not isinstance(body, dict):
+        raise _bad(None, "the body must be a JSON object")
+    return body
+
+
+def _bad(field: str | None, problem: str) -> web.HTTPBadRequest:
+    body: dict[str, Any] = {"error": f"{field}: {problem}" if field else problem}
+    if field:
+        body["details"] = {"field": field, "problem": problem}
+    return web.HTTPBadRequest(text=json.dumps(body), content_type="application/json")
+
+
+# --- snapshots -------------------------------------------------------------------
+
+
+def _snapshot(request: web.Request) -> dict[str, Any]:
+    return request.app[FEED].source.snapshot()
+
+
+def _collection(name: str) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        state = request.app[FEED].state()
+        items = _snapshot(request)[name]
+        # last_event_id: subscribe with `since` from it to miss nothing after the snapshot.
+        return web.json_response(
+            {
+                name: items,
+                "count": len(items),
+                "as_of": state["simulated_time"],
+                "last_event_id": state["last_event_id"],
+            }
+        )
+
+    return viewer(handler)
+
+
+@viewer
+async def experiment(request: web.Request) -> web.Response:
+    exp_id = request.match_info["id"]
+    for item in _snapshot(request)["experiments"]:
+        if item.get("id") == exp_id:
+            return web.json_response(item)
+    return _error(404, f"no experiment '{exp_id}'")
+
+
+# --- simulation control ----------------------------------------------------------
+
+
+@viewer
+async def sim_state(request: web.Request) -> web.Response:
+    return web.json_response(request.app[FEED].state())
+
+
+ACTIONS = ("pause", "resume", "step", "speed", "restart")
+
+
+@admin
+async def sim_control(request: web.Request) -> web.Response:
+    body = await _body(request)
+    feed = request.app[FEED]
+    action = body.get("action")
+    if action not in ACTIONS:
+        raise _bad("action", f"expected one of {', '.join(ACTIONS)}, got {action!r}")
+    allowed = {"action", *_ACTION_FIELDS[action]}
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise _bad(unknown[0], f"not a field of '{action}' (fields: {sorted(allowed)})")
+    if action == "pause":
+        feed.pause()
+    elif action == "resume":
+        feed.resume()
+    elif action == "speed":
+        feed.set_speed(_positive(body, "speed", required=True) or 1.0)
+    elif action == "step":
+        feed.step(_positive(body, "seconds", required=False) or 1.0)
+    else:
+        await _restart(request, body)
+    log.info("simulation %s by admin: %s", action, feed.state())
+    return web.json_response(feed.state())
+
+
+_ACTION_FIELDS: dict[str, tuple[str, ...]] = {
+    "pause": (),
+    "resume": (),
+    "step": ("seconds",),
+    "speed": ("speed",),
+    "restart": ("scenario", "seed", "start", "speed"),
+}
+
+
+async def _restart(request: web.Request, body: dict[str, Any]) -> None:
+    feed = request.app[FEED]
+    scenario = body.get("scenario", feed.info.name)
+    if not isinstance(scenario, str) or not scenario:
+        raise _bad("scenario", "expected a scenario name or path")
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise _bad("seed", "expected a whole number >= 0")
+    start = body.get("start")
+    if start is not None and not isinstance(start, str):
+        raise _bad("start", "expected an RFC 3339 time")
+    speed = _positive(body, "speed", required=False)
+    try:
+        source, info = scenario_source(scenario, seed, start)
+    except ScenarioError as exc:
+        raise _bad("scenario", str(exc)) from None
+    except (ValueError, OSError) as exc:
+        raise _bad("start" if start is not None else "scenario", str(exc)) from None
+    request.app[FAULTS].clear()
+    feed.load(source, info, speed)
+
+
+def _positive(body: dict[str, Any], field: str, *, required: bool) -> float | None:
+    value = body.get(field)
+    if value is None:
+        if required:
+            raise _bad(field, "required: a number > 0")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise _bad(field, f"expected a number > 0, got {value!r}")
+    if value > 1e6:
+        raise _bad(field, "at most 1000000")
+    return float(value)
+
+
+@admin
+async def inject_fault(request: web.Request) -> web.Response:
+    body = await _body(request)
+    try:
+        fault = request.app[FAULTS].inject(body)
+    except ScenarioError as exc:
+        raise _bad(getattr(exc, "field", None), str(exc)) from None
+    return web.json_response({"status": "ok", "fault": fault}, status=202)
+
+
+@viewer
+async def list_faults(request: web.Request) -> web.Response:
+    return web.json_response({"faults": request.app[FAULTS].active()})
+
+
+def setup_routes(app: web.Application) -> None:
+    r = app.router
+    for name in ("experiments", "agents", "deployments", "alerts"):
+        r.add_get(f"/api/v1/{name}", _collection(name))
+    r.add_get("/api/v1/experiments/{id}", experiment)
+    r.add_get("/api/sim", sim_state)
+    r.add_post("/api/sim", sim_control)
+    r.add_get("/api/sim/faults", list_faults)
+    r.add_post("/api/sim/faults", inject_fault)

@@ -1,0 +1,129 @@
+"""The application factory: wire config, hub, feed, registry and routes together.
+
+`create_app(config)` takes an already validated Config (never argv). The feed runs in a
+cleanup context; shutdown closes every socket with 1001.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from phoenix import api, faults, views
+from phoenix.config import Config
+from phoenix.feed import Feed, Source, SourceInfo
+from phoenix.hub import Hub
+from phoenix.keys import CONFIG, CONNECTIONS, FAULTS, FEED, HUB, METRICS, STARTED
+from phoenix.metrics import Metrics, counter, gauge
+from phoenix.protocol import Close
+from phoenix.registry import Registry
+from phoenix.sources import source_from_config
+from phoenix.ws import ws_handler
+from simulator.events import CHANNELS
+
+log = logging.getLogger("phoenix")
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = ROOT / "templates"
+
+
+def create_app(
+    config: Config,
+    source: Source | None = None,
+    info: SourceInfo | None = None,
+) -> web.Application:
+    app = web.Application()
+    app[CONFIG] = config
+    app[STARTED] = time.time()
+    hub = app[HUB] = Hub(config.history.max_events, config.history.max_age, time.monotonic)
+    app[CONNECTIONS] = Registry()
+    metrics = app[METRICS] = Metrics()
+    if source is None or info is None:
+        source, info = source_from_config(config.simulation)
+    app[FAULTS] = faults.Faults(app)
+    app[FEED] = Feed(
+        hub,
+        source,
+        info,
+        speed=config.simulation.speed,
+        lag_warning=config.simulation.lag_warning,
+        on_control=app[FAULTS].on_control,
+    )
+    metrics.watch(lambda: live_metrics(app))
+
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
+    app.router.add_get("/ws", ws_handler)
+    views.setup_routes(app, TEMPLATES / "static")
+    api.setup_routes(app)
+    app.cleanup_ctx.append(_run_feed)
+    app.on_shutdown.append(_close_sockets)
+    return app
+
+
+async def _run_feed(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.get_running_loop().create_task(app[FEED].run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _close_sockets(app: web.Application) -> None:
+    conns = app[CONNECTIONS].all()
+    for conn in conns:
+        conn.close(Close.GOING_AWAY, "server shutdown")
+    if conns:
+        await asyncio.gather(*(c.closed() for c in conns), return_exceptions=True)
+
+
+def live_metrics(app: web.Application) -> Iterator[Any]:
+    """Gauges and counters read from the live objects at scrape time."""
+    hub, registry, feed = app[HUB], app[CONNECTIONS], app[FEED]
+    yield gauge("phoenix_connections", "Open WebSocket connections", value=registry.count())
+    subs = gauge("phoenix_subscriptions", "Subscribers per channel", labels=["channel"])
+    published = counter("phoenix_events_published", "Events published", labels=["channel"])
+    delivered = counter("phoenix_events_delivered", "Events queued to clients", labels=["channel"])
+    for channel in CHANNELS:
+        subs.add_metric([channel], hub.subscriber_count(channel))
+        published.add_metric([channel], hub.stats[channel].published)
+        delivered.add_metric([channel], hub.stats[channel].delivered)
+    yield subs
+    yield published
+    yield delivered
+    conns = registry.all()
+    sent = app[METRICS].bytes_closed + sum(c.bytes_out for c in conns)
+    yield counter("phoenix_bytes_out", "Bytes of frames sent to clients", value=sent)
+    depth = gauge("phoenix_outbound_queue", "Frames queued to clients", labels=["stat"])
+    depth.add_metric(["total"], sum(c.queued for c in conns))
+    depth.add_metric(["max"], max((c.queued for c in conns), default=0))
+    yield depth
+    yield gauge("phoenix_sim_lag_seconds", "Simulation behind the wall clock", value=feed.lag)
+    active = gauge("phoenix_faults_active", "Faults in force now", labels=["fault"])
+    for kind, count in app[FAULTS].active_counts().items():
+        active.add_metric([kind], count)
+    yield active
+
+
+class AccessLogger(AbstractAccessLogger):
+    """Access log without query strings: `?token=` must never reach a log line."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %s %s %.3fs',
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            response.body_length,
+            time,
+        )

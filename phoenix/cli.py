@@ -1,0 +1,284 @@
+"""The `phoenix` command: serve, simulate, token, check, scenarios.
+
+Parsing argv lives here and only here; every command ends in a call to a function that
+takes plain values (create_app takes a Config, never argv).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+from phoenix.config import Config, ConfigError, load_config, parse_config
+from simulator.clock import parse_duration, parse_rfc3339
+from simulator.scenario import ScenarioError
+
+DEFAULT_CONFIG = "config.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (ConfigError, ScenarioError) as exc:
+        print(f"phoenix: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="phoenix",
+        description="A deterministic simulator of a Phoenix fleet that speaks the Phoenix "
+        "WebSocket API.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("serve", help="run the server (WebSocket API, HTTP API, page)")
+    _config_arg(s)
+    s.add_argument("--host", help="address to bind (default: server.host, 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port (default: server.port, 8080)")
+    _scenario_args(s)
+    s.add_argument("--speed", type=float, help="simulated seconds per wall second (1 = real time)")
+    s.add_argument(
+        "--rate",
+        action="append",
+        default=[],
+        metavar="CHANNEL=N/s",
+        help="set an event rate directly, e.g. agents=20000/s (repeatable)",
+    )
+    s.set_defaults(run=_serve)
+
+    s = sub.add_parser("simulate", help="run a scenario headless, as fast as it can")
+    _scenario_args(s)
+    s.add_argument("--duration", default="30m", help="simulated time to run (default 30m)")
+    s.add_argument("--out", default="-", help="JSON Lines file, or - for stdout (default)")
+    s.add_argument("--rate", action="append", default=[], metavar="CHANNEL=N/s")
+    s.set_defaults(run=_simulate)
+
+    s = sub.add_parser("token", help="print a JWT signed with the configured secret")
+    _config_arg(s)
+    s.add_argument("--sub", default="dev", help="the token's subject (user)")
+    s.add_argument("--ttl", type=float, default=3600, help="seconds until it expires")
+    s.add_argument("--role", choices=["viewer", "admin"], help="role claim (admin: controls)")
+    s.add_argument("--channels", help="comma-separated channels the token may subscribe to")
+    s.set_defaults(run=_token)
+
+    s = sub.add_parser("check", help="validate the config (and a scenario) without serving")
+    _config_arg(s)
+    s.add_argument("--scenario", help="also validate this scenario (name or path)")
+    s.set_defaults(run=_check)
+
+    s = sub.add_parser("scenarios", help="list the bundled scenarios")
+    s.set_defaults(run=_scenarios)
+    return p
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        help=f"config file (default: ./{DEFAULT_CONFIG} if present, else built-in defaults)",
+    )
+
+
+def _scenario_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scenario", help="bundled scenario name or path to a .yaml file")
+    p.add_argument("--seed", type=int, help="random seed (default: the scenario's)")
+    p.add_argument("--start", help="simulated start time, RFC 3339 (default: the scenario's)")
+
+
+def _load(args: argparse.Namespace) -> Config:
+    path = args.config
+    if path is None and Path(DEFAULT_CONFIG).is_file():
+        path = DEFAULT_CONFIG
+    return load_config(path, os.environ)
+
+
+def _overrides(config: Config, args: argparse.Namespace) -> Config:
+    """Command-line values win over the file; the result is validated again as a whole."""
+    server = {k: v for k in ("host", "port") if (v := getattr(args, k, None)) is not None}
+    sim = {
+        k: v for k in ("scenario", "seed", "start", "speed") if (v := getattr(args, k)) is not None
+    }
+    raw = {
+        "server": {**_asdict(config.server), **server},
+        "auth": {**_asdict(config.auth), "algorithms": list(config.auth.algorithms)},
+        "limits": _asdict(config.limits),
+        "websocket": _asdict(config.websocket),
+        "simulation": {**_asdict(config.simulation), **sim},
+        "history": _asdict(config.history),
+    }
+    return parse_config(raw, os.environ)
+
+
+def _asdict(section: object) -> dict[str, object]:
+    return dict(vars(section))
+
+
+RATE = re.compile(r"^\s*([a-z-]+)\s*=\s*([0-9]+(?:\.[0-9]+)?)\s*(?:/s)?\s*$")
+
+
+def parse_rates(values: list[str]) -> dict[str, float]:
+    rates = {}
+    for value in values:
+        m = RATE.match(value)
+        if m is None:
+            raise ConfigError(f"--rate {value!r}: expected CHANNEL=N/s, e.g. agents=20000/s")
+        rates[m.group(1)] = float(m.group(2))
+    return rates
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from phoenix.app import AccessLogger, create_app
+    from phoenix.keys import FEED
+
+    config = _overrides(_load(args), args)
+    rates = parse_rates(args.rate)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = create_app(config)
+    for channel, rate in rates.items():
+        app[FEED].source.set_rate(channel, rate)  # type: ignore[attr-defined]
+    state = app[FEED].state()
+    logging.getLogger("phoenix").info(
+        "serving scenario %s (seed %s, start %s, speed %g) on http://%s:%d/",
+        state["scenario"],
+        state["seed"],
+        state["simulated_time"],
+        state["speed"],
+        config.server.host,
+        config.server.port,
+    )
+    web.run_app(
+        app,
+        host=config.server.host,
+        port=config.server.port,
+        access_log_class=AccessLogger,
+        access_log=logging.getLogger("aiohttp.access") if config.server.access_log else None,
+        print=None,
+        shutdown_timeout=5.0,
+    )
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from phoenix.feed import published
+    from phoenix.sources import scenario_source
+
+    try:
+        duration = parse_duration(args.duration)
+    except ValueError as exc:
+        raise ConfigError(f"--duration: {exc}") from None
+    if args.start is not None:
+        try:
+            parse_rfc3339(args.start)
+        except ValueError:
+            raise ConfigError(
+                "--start: expected an RFC 3339 time such as 2024-01-20T10:00:00Z"
+            ) from None
+    engine, _ = scenario_source(args.scenario or "demo", args.seed, args.start)
+    for channel, rate in parse_rates(args.rate).items():
+        engine.set_rate(channel, rate)  # type: ignore[attr-defined]
+    out: IO[bytes]
+    out = sys.stdout.buffer if args.out == "-" else open(args.out, "wb")  # noqa: SIM115
+    start = engine.now
+    end = start + duration
+    if engine.end is not None:
+        end = min(end, engine.end)
+    progress = _Progress(end - start) if sys.stderr.isatty() else None
+    seq = 0
+    try:
+        while engine.now < end:
+            chunk_end = min(end, engine.now + 60.0)
+            lines = []
+            for event in engine.advance_to(chunk_end):
+                if event.channel == "control":
+                    continue
+                seq += 1
+                lines.append(published(seq, event).frame)
+            if lines:
+                out.write(b"\n".join(lines) + b"\n")
+            if progress is not None:
+                progress.show(engine.now - start, seq)
+    finally:
+        if progress is not None:
+            progress.done()
+        if out is not sys.stdout.buffer:
+            out.close()
+        else:
+            out.flush()
+    return 0
+
+
+class _Progress:
+    def __init__(self, total: float) -> None:
+        self.total = max(total, 1.0)
+        self.started = time.monotonic()
+
+    def show(self, done: float, events: int) -> None:
+        share = min(1.0, done / self.total)
+        bar = "#" * int(share * 30)
+        rate = done / max(time.monotonic() - self.started, 1e-9) / 3600
+        sys.stderr.write(f"\r[{bar:<30}] {share:6.1%}  {events} events  {rate:.2f} sim h/s")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        sys.stderr.write("\n")
+
+
+def _token(args: argparse.Namespace) -> int:
+    from phoenix.auth import issue
+    from simulator.events import CHANNELS
+
+    config = _load(args)
+    channels = None
+    if args.channels is not None:
+        channels = [c.strip() for c in args.channels.split(",") if c.strip()]
+        unknown = [c for c in channels if c not in CHANNELS]
+        if unknown:
+            raise ConfigError(f"--channels: unknown {unknown}; valid: {', '.join(CHANNELS)}")
+    if args.ttl <= 0:
+        raise ConfigError("--ttl: expected a number of seconds > 0")
+    token = issue(
+        config.auth.jwt_secret,
+        args.sub,
+        time.time(),
+        args.ttl,
+        role=args.role,
+        channels=channels,
+        algorithm=config.auth.algorithms[0],
+    )
+    print(token)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from simulator.scenario import load_scenario
+
+    config = _load(args)
+    print(f"config ok: serving on {config.server.host}:{config.server.port}")
+    name = args.scenario or config.simulation.scenario
+    sc = load_scenario(name)
+    print(f"scenario ok: {sc.name}")
+    return 0
+
+
+def _scenarios(args: argparse.Namespace) -> int:
+    from simulator.scenario import bundled_scenarios
+
+    items = bundled_scenarios()
+    width = max((len(n) for n, _ in items), default=0)
+    for name, description in items:
+        print(f"{name:<{width}}  {description}")
+    return 0

@@ -1,0 +1,267 @@
+"""The server's configuration: its schema, defaults and validation, in one place.
+
+`load_config(path, env)` reads config.yaml, applies the environment (PHOENIX_JWT_SECRET
+wins over the file) and returns a frozen `Config`, or raises `ConfigError` whose message
+names the field path and says what to fix. Nothing else reads config files.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEV_SECRET = "phoenix-dev-secret-for-loopback-only-change-me"
+MIN_SECRET_LENGTH = 32
+SECRET_ENV = "PHOENIX_JWT_SECRET"
+KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    access_log: bool = True
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    jwt_secret: str = DEV_SECRET
+    algorithms: tuple[str, ...] = ("HS256",)
+    page_token_ttl: int = 900  # seconds; the page's viewer token (loopback only)
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    messages_per_second: int = 100
+    close_after_rejected: int = 200  # rejected messages within rejected_window -> 4029
+    rejected_window: float = 3.0
+    channels_per_connection: int = 10
+    connections_per_user: int = 100
+    max_message_bytes: int = 65536
+    outbound_queue: int = 1000  # frames; a client further behind is closed with 1013
+
+
+@dataclass(frozen=True)
+class WebSocketConfig:
+    compression: bool = False  # permessage-deflate costs 2.7x the CPU (DESIGN §5)
+    heartbeat: float = 30.0  # protocol-level ping interval; 0 turns it off
+    close_timeout: float = 2.0
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    scenario: str = "demo"
+    seed: int | None = None  # None: the scenario's seed
+    speed: float = 1.0
+    start: str | None = None  # RFC 3339; None: the scenario's start, else now
+    lag_warning: float = 2.0  # simulated-time lag (wall seconds) that gets logged
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    max_events: int = 10000  # per channel, for resume after reconnect
+    max_age: float = 300.0  # seconds
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = ServerConfig()
+    auth: AuthConfig = AuthConfig()
+    limits: LimitsConfig = LimitsConfig()
+    websocket: WebSocketConfig = WebSocketConfig()
+    simulation: SimulationConfig = SimulationConfig()
+    history: HistoryConfig = HistoryConfig()
+
+
+# --- validation ------------------------------------------------------------------
+
+Check = Callable[[str, Any], Any]
+
+
+def _positive_int(path: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise ConfigError(f"{path}: expected a positive whole number, got {v!r}")
+    return v
+
+
+def _port(path: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 65535:
+        raise ConfigError(f"{path}: expected a port number 0-65535, got {v!r}")
+    return v
+
+
+def _number(minimum: float, *, strict: bool = False) -> Check:
+    def check(path: str, v: Any) -> float:
+        ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        if not ok or v < minimum or (strict and v == minimum):
+            rel = ">" if strict else ">="
+            raise ConfigError(f"{path}: expected a number {rel} {minimum}, got {v!r}")
+        return float(v)
+
+    return check
+
+
+def _bool(path: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ConfigError(f"{path}: expected true or false, got {v!r}")
+    return v
+
+
+def _string(path: str, v: Any) -> str:
+    if not isinstance(v, str) or not v:
+        raise ConfigError(f"{path}: expected a non-empty string, got {v!r}")
+    return v
+
+
+def _optional(check: Check) -> Check:
+    return lambda path, v: None if v is None else check(path, v)
+
+
+def _count(path: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ConfigError(f"{path}: expected a whole number >= 0, got {v!r}")
+    return v
+
+
+def _algorithms(path: str, v: Any) -> tuple[str, ...]:
+    allowed = tuple(KEY_BYTES)
+    if not isinstance(v, list) or not v:
+        raise ConfigError(f"{path}: expected a non-empty list such as [HS256]")
+    for i, alg in enumerate(v):
+        if alg not in allowed:
+            raise ConfigError(
+                f"{path}[{i}]: {alg!r} is not accepted; use one of {', '.join(allowed)}"
+            )
+    return tuple(v)
+
+
+def _start(path: str, v: Any) -> str:
+    from simulator.clock import parse_rfc3339
+
+    text = v.isoformat() if hasattr(v, "isoformat") else v
+    try:
+        parse_rfc3339(text)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{path}: expected an RFC 3339 time such as 2024-01-20T10:00:00Z"
+        ) from None
+    return str(text)
+
+
+SCHEMA: dict[str, dict[str, Check]] = {
+    "server": {"host": _string, "port": _port, "access_log": _bool},
+    "auth": {
+        "jwt_secret": _optional(_string),
+        "algorithms": _algorithms,
+        "page_token_ttl": _positive_int,
+    },
+    "limits": {
+        "messages_per_second": _positive_int,
+        "close_after_rejected": _positive_int,
+        "rejected_window": _number(0, strict=True),
+        "channels_per_connection": _positive_int,
+        "connections_per_user": _positive_int,
+        "max_message_bytes": _positive_int,
+        "outbound_queue": _positive_int,
+    },
+    "websocket": {
+        "compression": _bool,
+        "heartbeat": _number(0),
+        "close_timeout": _number(0, strict=True),
+    },
+    "simulation": {
+        "scenario": _string,
+        "seed": _optional(_count),
+        "speed": _number(0, strict=True),
+        "start": _optional(_start),
+        "lag_warning": _number(0, strict=True),
+    },
+    "history": {"max_events": _count, "max_age": _number(0)},
+}
+
+
+def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
+    """Validate a decoded config mapping (None or {} gives the defaults)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("the config must be a mapping of sections (server, auth, limits, ...)")
+    config = Config()
+    for section, values in raw.items():
+        if section not in SCHEMA:
+            raise ConfigError(f"{section}: unknown section; expected one of {', '.join(SCHEMA)}")
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"{section}: expected a mapping of settings")
+        checked = {}
+        for key, value in values.items():
+            if key not in SCHEMA[section]:
+                known = ", ".join(SCHEMA[section])
+                raise ConfigError(f"{section}.{key}: unknown setting; expected one of {known}")
+            checked[key] = SCHEMA[section][key](f"{section}.{key}", value)
+        config = replace(config, **{section: replace(getattr(config, section), **checked)})
+    return _apply_env(config, env or {})
+
+
+def _apply_env(config: Config, env: Mapping[str, str]) -> Config:
+    secret = env.get(SECRET_ENV) or config.auth.jwt_secret
+    source = SECRET_ENV if env.get(SECRET_ENV) else "auth.jwt_secret"
+    if not secret:
+        raise ConfigError(
+            f"auth.jwt_secret: no JWT secret; set {SECRET_ENV} or auth.jwt_secret "
+            f"(at least {MIN_SECRET_LENGTH} characters)"
+        )
+    # RFC 7518 §3.2: a key at least as long as the hash (PyJWT warns below that).
+    need = max([MIN_SECRET_LENGTH, *(KEY_BYTES[a] for a in config.auth.algorithms)])
+    if len(secret.encode()) < need:
+        raise ConfigError(
+            f"{source}: the JWT secret is {len(secret)} characters; with "
+            f"{', '.join(config.auth.algorithms)} use at least {need} "
+            f"(e.g. `python -c 'import secrets; print(secrets.token_hex({need // 2}))'`)"
+        )
+    config = replace(config, auth=replace(config.auth, jwt_secret=secret))
+    if secret == DEV_SECRET and not is_loopback(config.server.host):
+        raise ConfigError(
+            f"auth.jwt_secret: the built-in development secret is only allowed on loopback, "
+            f"but server.host is {config.server.host!r}; set {SECRET_ENV} to a secret of your own"
+        )
+    return config
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file; `None` means the defaults."""
+    if path is None:
+        return parse_config({}, env)
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the config file ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    try:
+        return parse_config(raw, env)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None

@@ -1,0 +1,172 @@
+"""One client connection's outbound side: a bounded queue drained by its own writer task.
+
+The hub calls `offer` and never waits; the writer sends frames in order. A client that
+falls `limit` frames behind is closed with 1013 and its queue dropped, so one slow reader
+never slows the others or grows memory without bound. Closing with an error frame
+(`fail`) sends what is queued before it, then the error, then the close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+
+from aiohttp import WSMsgType, web
+
+from phoenix.auth import Claims
+from phoenix.protocol import Close
+
+log = logging.getLogger("phoenix.ws")
+
+
+class Connection:
+    __slots__ = (
+        "ws",
+        "claims",
+        "remote",
+        "_queue",
+        "_limit",
+        "_waiter",
+        "_writer",
+        "_close",
+        "_close_timeout",
+        "_on_evict",
+        "bytes_out",
+        "frames_out",
+        "closing",
+        "_closer",
+        "_transport",
+    )
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        claims: Claims,
+        limit: int,
+        close_timeout: float,
+        transport: asyncio.Transport | None = None,
+        remote: str = "",
+        on_evict: Callable[[Connection], None] | None = None,
+    ) -> None:
+        self.ws = ws
+        self.claims = claims
+        self.remote = remote
+        self._queue: deque[bytes] = deque()
+        self._limit = limit
+        self._waiter: asyncio.Future[None] | None = None
+        self._close: tuple[Close, str] | None = None
+        self._close_timeout = close_timeout
+        self._on_evict = on_evict
+        self._writer = asyncio.get_running_loop().create_task(self._drain())
+        self.bytes_out = 0
+        self.frames_out = 0
+        self.closing = False
+        self._closer: asyncio.Task[None] | None = None
+        self._transport = transport
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def offer(self, frame: bytes) -> None:
+        if self.closing:
+            return
+        if len(self._queue) >= self._limit:
+            self._evict()
+            return
+        self._queue.append(frame)
+        self._wake()
+
+    def send_now(self, frame: bytes) -> None:
+        """A reply to the client's own command: queued like events (so order holds),
+        but never the reason for an eviction."""
+        if not self.closing:
+            self._queue.append(frame)
+            self._wake()
+
+    def fail(self, frame: bytes, code: Close, reason: str) -> None:
+        """Send what is queued, then `frame`, then close with `code`."""
+        if self._close is not None:
+            return
+        self._queue.append(frame)
+        self.closing = True
+        self._close = (code, reason)
+        self._wake()
+
+    def close(self, code: Close, reason: str) -> None:
+        """Close now, dropping whatever is queued."""
+        if self._close is not None:
+            return
+        self.closing = True
+        self._queue.clear()
+        self._close = (code, reason)
+        # The writer may be stuck on a full socket buffer: stop it and close from a
+        # task of our own, so the close happens now, not when the client reads again.
+        self._writer.cancel()
+        self._closer = asyncio.get_running_loop().create_task(self._shut())
+
+    def _evict(self) -> None:
+        log.warning(
+            "slow consumer %s (sub=%s): %d frames behind, closing with 1013",
+            self.remote,
+            self.claims.sub,
+            len(self._queue),
+        )
+        self.close(Close.TRY_AGAIN_LATER, "slow consumer: outbound queue full")
+        if self._on_evict is not None:
+            self._on_evict(self)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _drain(self) -> None:
+        ws, queue = self.ws, self._queue
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                while queue:
+                    frame = queue.popleft()
+                    await ws.send_frame(frame, WSMsgType.TEXT)
+                    self.bytes_out += len(frame)
+                    self.frames_out += 1
+                if self._close is not None:
+                    break
+                self._waiter = loop.create_future()
+                await self._waiter
+                self._waiter = None
+        except (ConnectionError, RuntimeError):
+            return  # the peer went away; the handler's read loop ends too
+        await self._shut()
+
+    async def _shut(self) -> None:
+        code, reason = self._close or (Close.GOING_AWAY, "")
+        if self.ws.closed:
+            return
+        try:
+            await asyncio.wait_for(
+                self.ws.close(code=code, message=reason.encode()[:120]), self._close_timeout
+            )
+        except (TimeoutError, ConnectionError, RuntimeError):
+            pass
+        finally:
+            # A peer that neither reads nor answers the close frame is cut off.
+            if not self.ws.closed and self._transport is not None:
+                self._transport.abort()
+
+    async def closed(self) -> None:
+        """Wait until a close started with `close` has gone through (or timed out)."""
+        if self._closer is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._closer
+
+    async def stop(self) -> None:
+        """Called by the handler when the connection is over."""
+        self.closing = True
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer

@@ -1,0 +1,200 @@
+"""The one bridge from the simulation to the hub: pace a source against the wall clock,
+number its events, serialise each once and publish it.
+
+Simulated time runs at `speed` times the wall clock from an anchor; pausing freezes it,
+`step` moves it by hand. The source is stepped in whole ticks whatever the pacing, so a
+served stream equals the headless one for the same scenario, seed and start. When the
+source cannot keep up, the feed says so in the log and on /metrics instead of drifting
+silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from phoenix import protocol
+from phoenix.hub import Hub, Published
+from simulator.events import CONTROL, Event
+
+log = logging.getLogger("phoenix.feed")
+
+TICK = 0.05  # wall seconds between pacing steps
+SLICE = 0.1  # at most this much wall time of simulated work before yielding the loop
+
+
+class Source(Protocol):
+    """What the feed needs of a simulation (the Engine) or a recorded stream."""
+
+    @property
+    def now(self) -> float: ...
+
+    @property
+    def end(self) -> float | None: ...
+
+    def advance_to(self, t: float) -> list[Event]: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    kind: str  # "scenario" | "replay"
+    name: str
+    seed: int | None = None
+
+
+def published(seq: int, event: Event) -> Published:
+    frame = protocol.event_frame(seq, event).encode()
+    narrow = None
+    if event.name in protocol.NARROWED_EVENTS:
+
+        def narrow(exp: str, seq: int = seq, event: Event = event) -> bytes:
+            return protocol.event_frame(seq, event, protocol.narrow(event, exp)).encode()
+
+    return Published(seq, event.channel, event.name, event.tags, frame, narrow)
+
+
+class Feed:
+    def __init__(
+        self,
+        hub: Hub,
+        source: Source,
+        info: SourceInfo,
+        speed: float = 1.0,
+        lag_warning: float = 2.0,
+        on_control: Callable[[Event], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.hub = hub
+        self.on_control = on_control
+        self.lag_warning = lag_warning
+        self._clock = clock
+        self.seq = 0
+        self.lag = 0.0  # wall seconds the simulation is behind its schedule
+        self._warned_at = -1e9
+        self._wake = asyncio.Event()
+        self.speed = speed
+        self.load(source, info, speed)
+
+    # --- the simulated clock ---------------------------------------------------
+
+    def load(self, source: Source, info: SourceInfo, speed: float | None = None) -> None:
+        """Start (or restart) on `source`; event ids keep increasing across restarts."""
+        self.source = source
+        self.info = info
+        self.speed = speed if speed is not None else self.speed
+        self.paused = False
+        self._anchor(source.now)
+        self._wake.set()
+
+    def _anchor(self, sim: float) -> None:
+        self._sim0 = sim
+        self._wall0 = self._clock()
+
+    def now(self) -> float:
+        """Simulated time now (what the schedule says, not where the source is)."""
+        if self.paused:
+            return self._sim0
+        t = self._sim0 + (self._clock() - self._wall0) * self.speed
+        end = self.source.end
+        return t if end is None else min(t, end)
+
+    @property
+    def finished(self) -> bool:
+        end = self.source.end
+        return end is not None and self.source.now >= end
+
+    def pause(self) -> None:
+        if not self.paused:
+            self._anchor(self.now())
+            self.paused = True
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            self._anchor(self._sim0)
+            self._wake.set()
+
+    def set_speed(self, speed: float) -> None:
+        self._anchor(self.now())
+        self.speed = speed
+        self._wake.set()
+
+    def step(self, seconds: float) -> int:
+        """Advance by hand (meant for a paused simulation); returns events published."""
+        target = self.source.now + seconds
+        count = self._publish(self.source.advance_to(target))
+        self._anchor(max(self.now(), self.source.now))
+        return count
+
+    def state(self) -> dict[str, Any]:
+        from simulator.clock import rfc3339
+
+        return {
+            "source": self.info.kind,
+            "scenario": self.info.name,
+            "seed": self.info.seed,
+            "speed": self.speed,
+            "paused": self.paused,
+            "finished": self.finished,
+            "simulated_time": rfc3339(self.source.now),
+            "last_event_id": f"evt-{self.seq}" if self.seq else None,
+            "lag_seconds": round(self.lag, 3),
+        }
+
+    # --- publishing ------------------------------------------------------------
+
+    def _publish(self, events: list[Event]) -> int:
+        for event in events:
+            if event.channel == CONTROL:
+                if self.on_control is not None:
+                    self.on_control(event)
+                continue
+            self.seq += 1
+            self.hub.publish(published(self.seq, event))
+        return len(events)
+
+    async def run(self) -> None:
+        """Pace the source forever (cancel to stop)."""
+        while True:
+            if self.paused or self.finished:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self._catch_up()
+            try:
+                await asyncio.wait_for(self._wake.wait(), TICK)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def _catch_up(self) -> None:
+        target = self.now()
+        started = self._clock()
+        while self.source.now < target and not self.paused:
+            # Work in slices so a big jump (high speed, slow source) never holds the
+            # event loop for long: sockets keep being served meanwhile.
+            step_to = min(target, self.source.now + max(1.0, self.speed * SLICE))
+            self._publish(self.source.advance_to(step_to))
+            if self._clock() - started > SLICE:
+                await asyncio.sleep(0)
+                started = self._clock()
+        self._measure_lag()
+
+    def _measure_lag(self) -> None:
+        behind = self.now() - self.source.now
+        # One tick of granularity is not lag; more than that is.
+        self.lag = max(0.0, behind - 1.0) / self.speed
+        if self.lag > self.lag_warning and self._clock() - self._warned_at > 10.0:
+            self._warned_at = self._clock()
+            log.warning(
+                "simulation is %.1f s behind the wall clock at speed %g: the source cannot "
+                "keep up; lower --speed or the event rate",
+                self.lag,
+                self.speed,
+            )

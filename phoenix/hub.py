@@ -1,0 +1,159 @@
+"""The fan-out hub: who is subscribed to what, with which filters, and a bounded history
+per channel for resume after reconnect.
+
+No aiohttp here. The hub hands an already serialised frame to each matching subscriber
+through `Subscriber.offer`, which must not block: the subscriber queues it and its own
+writer sends it. Filters read the event's small `tags`, never its payload.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from simulator.events import CHANNELS
+
+
+class Subscriber(Protocol):
+    def offer(self, frame: bytes) -> None:
+        """Queue a frame for sending; never blocks, never raises."""
+
+
+@dataclass(slots=True)
+class Published:
+    """One event ready for the wire: serialised once, whatever the number of readers."""
+
+    seq: int
+    channel: str
+    name: str
+    tags: dict[str, str]
+    frame: bytes
+    # For metrics.update / cost.update: the frame narrowed to one experiment.
+    narrow: Callable[[str], bytes] | None = None
+    at: float = 0.0  # wall (monotonic) time of publication, for history age
+
+
+def matches(filters: dict[str, str], tags: dict[str, str]) -> bool:
+    """A filter key narrows the events that carry it; events without it pass."""
+    for key, want in filters.items():
+        have = tags.get(key)
+        if have is not None and have != want:
+            return False
+    return True
+
+
+@dataclass(slots=True)
+class ChannelStats:
+    published: int = 0
+    delivered: int = 0
+
+
+@dataclass(slots=True)
+class _History:
+    events: deque[Published] = field(default_factory=deque)
+    evicted_upto: int = 0  # highest seq no longer held
+
+
+class Hub:
+    def __init__(
+        self,
+        history_size: int = 0,
+        history_age: float = 0.0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._subs: dict[str, dict[Subscriber, dict[str, str]]] = {c: {} for c in CHANNELS}
+        self._history = {c: _History() for c in CHANNELS}
+        self._history_size = history_size
+        self._history_age = history_age
+        self._clock = clock or (lambda: 0.0)
+        self.last_seq = 0
+        self.stats = {c: ChannelStats() for c in CHANNELS}
+
+    # --- subscriptions ---------------------------------------------------------
+
+    def subscribe(self, sub: Subscriber, channels: Iterable[str], filters: dict[str, str]) -> None:
+        for channel in channels:
+            self._subs[channel][sub] = dict(filters)
+
+    def unsubscribe(self, sub: Subscriber, channels: Iterable[str]) -> None:
+        for channel in channels:
+            self._subs[channel].pop(sub, None)
+
+    def drop(self, sub: Subscriber) -> None:
+        for subs in self._subs.values():
+            subs.pop(sub, None)
+
+    def channels_of(self, sub: Subscriber) -> set[str]:
+        return {c for c, subs in self._subs.items() if sub in subs}
+
+    def subscriber_count(self, channel: str) -> int:
+        return len(self._subs[channel])
+
+    # --- publishing ------------------------------------------------------------
+
+    def publish(self, event: Published) -> int:
+        """Hand the event to every matching subscriber; returns how many got it."""
+        if event.seq <= self.last_seq:
+            raise ValueError(f"event seq {event.seq} not after {self.last_seq}")
+        self.last_seq = event.seq
+        event.at = self._clock()
+        self._remember(event)
+        stats = self.stats[event.channel]
+        stats.published += 1
+        delivered = 0
+        narrowed: dict[str, bytes] = {}
+        for sub, filters in list(self._subs[event.channel].items()):
+            if filters and not matches(filters, event.tags):
+                continue
+            sub.offer(self._frame_for(event, filters, narrowed))
+            delivered += 1
+        stats.delivered += delivered
+        return delivered
+
+    @staticmethod
+    def _frame_for(event: Published, filters: dict[str, str], cache: dict[str, bytes]) -> bytes:
+        exp = filters.get("experiment_id") if event.narrow is not None else None
+        if exp is None or event.narrow is None:
+            return event.frame
+        frame = cache.get(exp)
+        if frame is None:
+            frame = cache[exp] = event.narrow(exp)
+        return frame
+
+    # --- history and resume ----------------------------------------------------
+
+    def _remember(self, event: Published) -> None:
+        if self._history_size <= 0:
+            return
+        hist = self._history[event.channel]
+        hist.events.append(event)
+        while len(hist.events) > self._history_size:
+            hist.evicted_upto = hist.events.popleft().seq
+        self._expire(hist)
+
+    def _expire(self, hist: _History) -> None:
+        if self._history_age <= 0:
+            return
+        oldest_allowed = self._clock() - self._history_age
+        while hist.events and hist.events[0].at < oldest_allowed:
+            hist.evicted_upto = hist.events.popleft().seq
+
+    def replay(
+        self, channel: str, since: int, filters: dict[str, str]
+    ) -> list[tuple[int, bytes]] | None:
+        """Every event of `channel` after seq `since` that matches `filters`, in order;
+        None when the history no longer reaches back that far (never a partial replay)."""
+        if self._history_size <= 0 or since > self.last_seq:
+            return None
+        hist = self._history[channel]
+        self._expire(hist)
+        if since < hist.evicted_upto:
+            return None
+        cache: dict[str, bytes] = {}
+        return [
+            (e.seq, self._frame_for(e, filters, cache))
+            for e in hist.events
+            if e.seq > since and (not filters or matches(filters, e.tags))
+        ]

@@ -1,0 +1,54 @@
+"""Per-connection message rate limit: a token bucket, plus the rule that closes a client
+which keeps on sending past it.
+
+Pure: the caller passes the time, so tests and faults (a rate-limit squeeze) drive it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+
+class TokenBucket:
+    """`rate` messages per second, with bursts up to `rate` (one second's worth)."""
+
+    def __init__(self, rate: float, now: float) -> None:
+        self.rate = rate
+        self.capacity = rate
+        self._tokens = rate
+        self._at = now
+
+    def take(self, now: float) -> float:
+        """Take one token. Returns 0.0 when allowed, else seconds until one is free."""
+        self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / self.rate
+
+    def set_rate(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = rate
+        self._tokens = min(self._tokens, rate)
+
+
+class Flood:
+    """Counts rejected messages in a sliding window; too many means close (4029)."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self._times: deque[float] = deque()
+
+    def reject(self, now: float) -> bool:
+        """Record one rejection; True when the client has now gone over the line."""
+        self._times.append(now)
+        while self._times and self._times[0] <= now - self.window:
+            self._times.popleft()
+        return len(self._times) > self.limit
+
+
+def retry_after_ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))

@@ -1,0 +1,76 @@
+"""Plain HTTP views: the page, its static files, health, metrics and the page's token."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from phoenix.auth import issue
+from phoenix.config import is_loopback
+from phoenix.keys import CONFIG, CONNECTIONS, FEED, METRICS, STARTED
+from phoenix.metrics import CONTENT_TYPE
+
+ROOT = Path(__file__).resolve().parent.parent
+VENDOR = ROOT / "node_modules"
+
+
+@aiohttp_jinja2.template("index.html")
+async def index(request: web.Request) -> dict[str, object]:
+    cfg = request.app[CONFIG]
+    return {
+        "page_token": page_token_available(request),
+        "scenario": request.app[FEED].info.name,
+        "host": cfg.server.host,
+    }
+
+
+def page_token_available(request: web.Request) -> bool:
+    """The page may fetch a viewer token only when the server is bound to loopback and
+    the request came from loopback too."""
+    cfg = request.app[CONFIG]
+    return is_loopback(cfg.server.host) and is_loopback(request.remote or "")
+
+
+async def page_token(request: web.Request) -> web.Response:
+    if not page_token_available(request):
+        return web.json_response(
+            {"error": "page tokens are only issued on loopback; paste a token instead"},
+            status=403,
+        )
+    cfg = request.app[CONFIG]
+    ttl = cfg.auth.page_token_ttl
+    token = issue(cfg.auth.jwt_secret, "page-viewer", time.time(), ttl, role="viewer")
+    return web.json_response({"token": token, "expires_in": ttl, "role": "viewer"})
+
+
+async def health(request: web.Request) -> web.Response:
+    app = request.app
+    return web.json_response(
+        {
+            "status": "ok",
+            "connections": app[CONNECTIONS].count(),
+            "uptime_seconds": round(time.time() - app[STARTED], 3),
+            "simulation": app[FEED].state(),
+        }
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+def setup_routes(app: web.Application, static: Path) -> None:
+    app.router.add_get("/", index)
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/api/token", page_token)
+    app.router.add_static("/static/", static, name="static")
+    # The charting library, installed by `make` from the npm registry (package-lock.json),
+    # served by us so the page works with no internet.
+    uplot = VENDOR / "uplot" / "dist"
+    if uplot.is_dir():
+        app.router.add_static("/vendor/uplot/", uplot, name="uplot")

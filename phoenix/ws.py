@@ -1,0 +1,232 @@
+"""The `/ws` endpoint: authenticate, then read client frames and answer them.
+
+This handler is the only place where exceptions become error frames on a socket. It is the
+only task that reads the WebSocket; the connection's writer task sends, and the hub only
+queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from phoenix import protocol
+from phoenix.auth import AuthError, Claims, verify
+from phoenix.connection import Connection
+from phoenix.keys import CONFIG, CONNECTIONS, FEED, HUB, METRICS
+from phoenix.protocol import Close, Code, Command, ProtocolError
+from phoenix.ratelimit import Flood, TokenBucket, retry_after_ms
+
+log = logging.getLogger("phoenix.ws")
+
+
+class Session:
+    """What one connection knows about its client: claims, limits, subscriptions."""
+
+    def __init__(self, app: web.Application, conn: Connection) -> None:
+        self.app = app
+        self.conn = conn
+        cfg = app[CONFIG].limits
+        self.limits = cfg
+        now = time.monotonic()
+        self.bucket = TokenBucket(cfg.messages_per_second, now)
+        self.flood = Flood(cfg.close_after_rejected, cfg.rejected_window)
+
+    def now(self) -> float:
+        return self.app[FEED].now()
+
+    def send(self, frame: str) -> None:
+        self.conn.send_now(frame.encode())
+
+    def error(self, err: ProtocolError, msg_id: str | None) -> None:
+        self.app[METRICS].error(err)
+        frame = protocol.error_frame(err, msg_id, self.now()).encode()
+        if err.close is None:
+            self.conn.send_now(frame)
+        else:
+            self.conn.fail(frame, err.close, err.message)
+
+    # --- one client frame ------------------------------------------------------
+
+    def receive(self, msg: Any) -> None:
+        wait = self.bucket.take(time.monotonic())
+        if wait > 0:
+            self._rate_limited(msg, wait)
+            return
+        obj = None
+        try:
+            if msg.type == WSMsgType.BINARY:
+                raise protocol.invalid(
+                    None, "binary frames are not accepted; send JSON as a text frame"
+                )
+            obj = protocol.decode(msg.data)
+            self.dispatch(protocol.parse_command(obj))
+        except ProtocolError as err:
+            self.error(err, protocol.message_id(obj))
+        except Exception:
+            log.exception("internal error handling a client message")
+            self.error(
+                ProtocolError(Code.INTERNAL_ERROR, "Internal server error", {}),
+                protocol.message_id(obj),
+            )
+
+    def _rate_limited(self, msg: Any, wait: float) -> None:
+        obj = None
+        if msg.type == WSMsgType.TEXT and len(msg.data) < 4096:
+            # Echo the id when it is cheap to find; a flood must not cost us a parse each.
+            try:
+                obj = protocol.decode(msg.data)
+            except ProtocolError:
+                obj = None
+        closing = self.flood.reject(time.monotonic())
+        err = ProtocolError(
+            Code.RATE_LIMITED,
+            f"Too many messages: the limit is {self.bucket.rate:g} per second",
+            {
+                "limit": "messages",
+                "messages_per_second": self.bucket.rate,
+                "retry_after_ms": retry_after_ms(wait),
+            },
+            Close.RATE_LIMITED if closing else None,
+        )
+        self.error(err, protocol.message_id(obj))
+
+    def dispatch(self, cmd: Command) -> None:
+        if cmd.type == "ping":
+            self.send(protocol.pong_frame(cmd.id, self.now()))
+        elif cmd.type == "subscribe":
+            self.subscribe(cmd)
+        else:
+            self.app[HUB].unsubscribe(self.conn, cmd.channels)
+            self.send(protocol.response_frame(cmd.id, self.now(), unsubscribed=list(cmd.channels)))
+
+    def subscribe(self, cmd: Command) -> None:
+        hub, claims = self.app[HUB], self.conn.claims
+        # Validate everything first: a subscribe either applies whole or not at all.
+        forbidden = [c for c in cmd.channels if not claims.may_subscribe(c)]
+        if forbidden:
+            raise ProtocolError(
+                Code.UNAUTHORIZED,
+                f"This token may not subscribe to '{forbidden[0]}'",
+                {
+                    "reason": "forbidden_channel",
+                    "channel": forbidden[0],
+                    "allowed_channels": sorted(claims.channels or ()),
+                },
+            )
+        total = hub.channels_of(self.conn) | set(cmd.channels)
+        limit = self.limits.channels_per_connection
+        if len(total) > limit:
+            raise ProtocolError(
+                Code.RATE_LIMITED,
+                f"Too many subscriptions: at most {limit} channels per connection",
+                {"limit": "subscriptions", "max_channels": limit, "requested": len(total)},
+            )
+        replays: dict[str, list[tuple[int, bytes]] | None] = {
+            ch: hub.replay(ch, protocol.parse_event_id(last) or 0, cmd.filters)
+            for ch, last in cmd.since.items()
+        }
+        hub.subscribe(self.conn, cmd.channels, cmd.filters)
+        fields: dict[str, Any] = {"subscribed": list(cmd.channels)}
+        if cmd.since:
+            recovered = all(r is not None for r in replays.values())
+            fields["recovered"] = recovered
+            self.app[METRICS].resume(recovered)
+        self.send(protocol.response_frame(cmd.id, self.now(), **fields))
+        if cmd.since and fields["recovered"]:
+            # One replay across the channels, in the order the events were published.
+            for _, frame in sorted(f for frames in replays.values() for f in frames or ()):
+                self.conn.send_now(frame)
+
+
+async def ws_handler(request: web.Request) -> web.WebSocketResponse:
+    app = request.app
+    cfg = app[CONFIG]
+    ws = web.WebSocketResponse(
+        compress=cfg.websocket.compression,
+        max_msg_size=cfg.limits.max_message_bytes,
+        heartbeat=cfg.websocket.heartbeat or None,
+        timeout=cfg.websocket.close_timeout,
+    )
+    await ws.prepare(request)
+    metrics, feed = app[METRICS], app[FEED]
+    try:
+        claims = verify(
+            request.query.get("token"),
+            cfg.auth.jwt_secret,
+            list(cfg.auth.algorithms),
+            time.time(),
+        )
+    except AuthError as exc:
+        metrics.auth_failure(exc.reason)
+        err = protocol.unauthorized(exc.reason, exc.message)
+        metrics.error(err)
+        await _refuse(ws, err, feed.now())
+        return ws
+
+    registry = app[CONNECTIONS]
+    if registry.count(claims.sub) >= cfg.limits.connections_per_user:
+        limit = cfg.limits.connections_per_user
+        err = ProtocolError(
+            Code.RATE_LIMITED,
+            f"Too many connections: at most {limit} per user",
+            {"limit": "connections", "max_connections": limit},
+            Close.RATE_LIMITED,
+        )
+        metrics.error(err)
+        await _refuse(ws, err, feed.now())
+        return ws
+
+    def _evicted(c: Connection) -> None:
+        app[HUB].drop(c)
+        metrics.slow_consumer()
+
+    conn = Connection(
+        ws,
+        claims,
+        limit=cfg.limits.outbound_queue,
+        close_timeout=cfg.websocket.close_timeout,
+        transport=request.transport,
+        remote=request.remote or "",
+        on_evict=_evicted,
+    )
+    registry.add(conn)
+    session = Session(app, conn)
+    expiry = _expire_at(session, claims)
+    try:
+        async for msg in ws:
+            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                session.receive(msg)
+    finally:
+        expiry.cancel()
+        app[HUB].drop(conn)
+        registry.remove(conn)
+        await conn.stop()
+        metrics.bytes_closed += conn.bytes_out
+    return ws
+
+
+def _expire_at(session: Session, claims: Claims) -> asyncio.TimerHandle:
+    """Close with 4001 the moment the token expires."""
+    loop = asyncio.get_running_loop()
+    delay = max(0.0, claims.exp - time.time())
+
+    def expire() -> None:
+        session.app[METRICS].auth_failure("expired")
+        session.error(protocol.unauthorized("expired", "The token has expired"), None)
+
+    return loop.call_later(delay, expire)
+
+
+async def _refuse(ws: web.WebSocketResponse, err: ProtocolError, now: float) -> None:
+    """Complete the upgrade, send one error frame, close with the error's code."""
+    assert err.close is not None
+    try:
+        await ws.send_str(protocol.error_frame(err, None, now))
+        await ws.close(code=err.close, message=err.message.encode()[:120])
+    except (ConnectionError, RuntimeError):
+        pass

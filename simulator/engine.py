@@ -1,0 +1,445 @@
+"""The engine: advances a scenario in fixed one-second ticks and returns its events.
+
+Everything random comes from one `SeedSequence(seed)` split into named sub-streams (fleet,
+drift, churn, health, experiments, faults), and every tick does the same work in the
+same order whatever the size of the `advance_to` steps, so the same scenario, seed and
+start give the same events byte for byte. Within a tick the order is: faults, fleet
+membership, experiments and deployments, heartbeats, metrics (with anomalies and
+alerts), cost.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from typing import Any
+
+import numpy as np
+
+from simulator.clock import Periodic, rfc3339
+from simulator.cost import cost_update
+from simulator.detector import Detector, Finding
+from simulator.events import CONTROL, Event
+from simulator.experiments import ExperimentRun, Lab
+from simulator.faults import ActiveFault, GlobalEffects, effects_at
+from simulator.fleet import FleetState
+from simulator.rules import Alert, RuleBook
+from simulator.scenario import Fault, Scenario, ScenarioError, check_fault
+
+MIN_DOWNTIME = 10.0  # seconds: a churned agent is away at least this long
+RATE_CHANNELS = ("agents", "metrics", "cost-flow")
+
+
+class Engine:
+    """One deterministic run of a scenario. Not thread-safe; the server owns it."""
+
+    def __init__(self, scenario: Scenario, seed: int | None = None, start: float | None = None):
+        if start is None:
+            start = scenario.start
+        if start is None:
+            raise ValueError(f"scenario '{scenario.name}' has no start time: pass start=")
+        self.scenario = scenario
+        self.seed = seed if seed is not None else (scenario.seed or 0)
+        # Ticks and event times are whole seconds.
+        self.start = float(math.floor(start))
+        self.end: float | None = (
+            None if scenario.duration is None else self.start + math.ceil(scenario.duration)
+        )
+        self._now = self.start
+        self._tick = 0  # index of the next tick to run
+
+        streams = np.random.SeedSequence(self.seed).spawn(6)
+        fleet_ss, drift_ss, churn_ss, health_ss, exp_ss, fault_ss = streams
+        self._drift_rng = np.random.default_rng(drift_ss)
+        self._churn_rng = np.random.default_rng(churn_ss)
+        self._health_rng = np.random.default_rng(health_ss)
+        self._fault_rng = np.random.default_rng(fault_ss)
+
+        self.fleet = FleetState(scenario.fleet, np.random.default_rng(fleet_ss))
+        self.lab = Lab(self.fleet, scenario.intervals.progress)
+        # One child stream per experiment, by position: adding agents or other streams
+        # never shifts an experiment's randomness.
+        for spec, ss in zip(
+            scenario.experiments, exp_ss.spawn(len(scenario.experiments)), strict=True
+        ):
+            model_ss, deploy_ss = ss.spawn(2)
+            self.lab.runs.append(
+                ExperimentRun(
+                    spec=spec,
+                    baseline=scenario.pipeline(spec.baseline),
+                    candidate=scenario.pipeline(spec.candidate),
+                    model_rng=np.random.default_rng(model_ss),
+                    deploy_rng=np.random.default_rng(deploy_ss),
+                )
+            )
+        self._heartbeat = scenario.intervals.heartbeat
+        self._metrics_clock = Periodic(scenario.intervals.metrics)
+        self._cost_clock = Periodic(scenario.intervals.cost)
+        self._detector = Detector()
+        self._rules = RuleBook(scenario.alerts)
+        self._schedule = [(math.ceil(f.at), f) for f in scenario.faults]
+        self._next_scheduled = 0
+        self._injected: list[Fault] = []
+        self._active: list[ActiveFault] = []
+        self._faults_started = 0
+        self._returns: list[tuple[int, int, int]] = []  # (tick, order, agent) heap
+        self._return_order = 0
+        self._effects = effects_at(0, [], [])
+        self._mps_int = self.fleet.mps_int(1.0)
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def now(self) -> float:
+        return self._now
+
+    def advance_to(self, t: float) -> list[Event]:
+        """Run every tick with tick time <= t (never past `end`); return their events."""
+        limit = t if self.end is None else min(t, self.end)
+        events: list[Event] = []
+        last = math.floor(limit - self.start)
+        while self._tick <= last:
+            events += self._run_tick(self._tick)
+            self._tick += 1
+        self._now = max(self._now, limit)
+        return events
+
+    def step(self, seconds: float) -> list[Event]:
+        return self.advance_to(self._now + seconds)
+
+    def inject(self, fault: dict[str, Any]) -> None:
+        """Apply a fault at the next tick (the scenario fault schema minus `at`)."""
+        self._injected.append(check_fault(fault, self.scenario, source="inject"))
+
+    def set_rate(self, channel: str, per_second: float) -> None:
+        """Firehose control: target simulated events per second on a channel."""
+        if channel not in RATE_CHANNELS:
+            raise ScenarioError(
+                f"set_rate: channel: expected one of {', '.join(RATE_CHANNELS)}, got {channel!r}"
+            )
+        ok = isinstance(per_second, int | float) and not isinstance(per_second, bool)
+        if not ok or not math.isfinite(per_second) or not 0 < per_second <= 1_000_000:
+            raise ScenarioError(
+                f"set_rate: per_second: expected a number in (0, 1000000], got {per_second!r}"
+            )
+        if channel == "agents":
+            online = max(1, int(self.fleet.online.sum()))
+            self._heartbeat = online / per_second
+            # Count the new schedule from the last tick run, for every agent.
+            self.fleet.hb_anchor[:] = self._tick - 1
+        elif channel == "metrics":
+            self._metrics_clock.set_interval(1.0 / per_second, self._tick)
+        else:
+            self._cost_clock.set_interval(1.0 / per_second, self._tick)
+
+    def snapshot(self) -> dict[str, Any]:
+        t = self._now
+        return {
+            "time": rfc3339(t),
+            "experiments": [r.to_dict(t) for r in self.lab.runs if r.status != "pending"],
+            "agents": self.fleet.snapshot(self._mps_int),
+            "deployments": [d.to_dict() for r in self.lab.runs for d in r.deployments],
+            "alerts": [a.to_dict() for a in self._rules.all_alerts()],
+        }
+
+    def active_faults(self) -> list[dict[str, Any]]:
+        return [a.to_dict(self.start) for a in self._active if not a.fault.delivery]
+
+    # ------------------------------------------------------------------ one tick
+
+    def _run_tick(self, k: int) -> list[Event]:
+        t = self.start + k
+        events = self._faults(k, t)
+        glob, per = self._effects = effects_at(k, self._active, [r.id for r in self.lab.runs])
+        self.fleet.drift_step(self._drift_rng)
+        events += self._membership(k, t, glob)
+        mps_int = self._mps_int = self.fleet.mps_int(glob.mps_factor)
+        online = self.fleet.online
+        price = self.scenario.price_per_million_points
+        for run in self.lab.runs:
+            events += run.tick(k, t, self.start, self.lab, mps_int, online, per[run.id], price)
+            if run.status != "running":
+                self._detector.reset(run.id)
+        events += self._heartbeats(k, t, mps_int)
+        n = self._metrics_clock.due(k)
+        if n:
+            events += self._metrics(t, n, mps_int, glob)
+        n = self._cost_clock.due(k)
+        if n:
+            events += self._cost(t, n, mps_int)
+        return events
+
+    def _faults(self, k: int, t: float) -> list[Event]:
+        events: list[Event] = []
+        for item in [a for a in self._active if a.end_tick == k]:
+            self._active.remove(item)
+            if item.fault.delivery:
+                events.append(
+                    Event(
+                        t,
+                        CONTROL,
+                        "fault.end",
+                        {
+                            "fault": item.fault.type,
+                            "id": item.id,
+                            "params": dict(item.fault.params),
+                        },
+                    )
+                )
+        starting: list[Fault] = []
+        while self._next_scheduled < len(self._schedule):
+            at, fault = self._schedule[self._next_scheduled]
+            if at > k:
+                break
+            starting.append(fault)
+            self._next_scheduled += 1
+        starting += self._injected
+        self._injected = []
+        for fault in starting:
+            events += self._start_fault(fault, k, t)
+        return events
+
+    def _start_fault(self, fault: Fault, k: int, t: float) -> list[Event]:
+        self._faults_started += 1
+        fid = f"fault-{self._faults_started}"
+        ticks = math.ceil(fault.duration)
+        end = k + ticks if ticks > 0 else None
+        item = ActiveFault(fid, fault, k, end)
+        if fault.delivery:
+            if end is not None:
+                self._active.append(item)
+            return [
+                Event(
+                    t,
+                    CONTROL,
+                    "fault.start",
+                    {
+                        "fault": fault.type,
+                        "id": fid,
+                        "params": dict(fault.params),
+                        "duration_seconds": ticks,
+                    },
+                )
+            ]
+        events: list[Event] = []
+        p = fault.params
+        if fault.type == "agents_leave":
+            if fault.target != "global":
+                chosen = [self.fleet.ids.index(fault.target)]
+                chosen = [a for a in chosen if self.fleet.online[a]]
+            else:
+                pool = np.flatnonzero(self.fleet.online)
+                count = int(p["count"])
+                if p["fraction"] > 0:
+                    count = int(round(p["fraction"] * pool.size))
+                count = min(count, pool.size)
+                chosen = sorted(self._fault_rng.choice(pool, size=count, replace=False).tolist())
+            for agent in chosen:
+                events += self._disconnect(agent, t, None if end is None else end)
+            item.extra["agents"] = [self.fleet.ids[a] for a in chosen]
+        elif fault.type == "agents_join":
+            for agent in self.fleet.join(int(p["count"]), self._fault_rng).tolist():
+                events.append(self._connect(agent, k, t))
+            return events  # instantaneous
+        elif fault.type == "cancel":
+            run = next(r for r in self.lab.runs if r.id == fault.target)
+            return run.cancel(t)
+        self._active.append(item)
+        return events
+
+    # ------------------------------------------------------------------ fleet
+
+    def _connect(self, agent: int, k: int, t: float) -> Event:
+        data = self.fleet.connect(agent, k, t)
+        return Event(t, "agents", "agent.connected", data, {"agent_id": data["agent_id"]})
+
+    def _disconnect(self, agent: int, t: float, back_tick: int | None) -> list[Event]:
+        mps = self._mps_int
+        before = {r.id: int(mps[r.agents].sum()) for r in self.lab.runs if r.status == "running"}
+        tasks, touched = self.lab.reassign(agent)
+        last_seen = self.fleet.disconnect(agent)
+        online = self.fleet.online
+        for run in touched:
+            # The experiment's input moved by a known ratio when its agent was swapped:
+            # carry the detector's baseline along rather than flag the step.
+            old = before.get(run.id, 0)
+            if old:
+                new = int(mps[run.agents][online[run.agents]].sum())
+                self._detector.rescale(run.id, ("baseline_mps", "candidate_mps"), new / old)
+        if back_tick is not None:
+            self._return_order += 1
+            heapq.heappush(self._returns, (back_tick, self._return_order, agent))
+        agent_id = self.fleet.ids[agent]
+        return [
+            Event(
+                t,
+                "agents",
+                "agent.disconnected",
+                {"agent_id": agent_id, "last_seen": last_seen, "tasks_reassigned": tasks},
+                {"agent_id": agent_id},
+            )
+        ]
+
+    def _membership(self, k: int, t: float, glob: GlobalEffects) -> list[Event]:
+        events: list[Event] = []
+        if k == 0:
+            for agent in range(self.fleet.size):
+                events.append(self._connect(agent, k, t))
+        while self._returns and self._returns[0][0] <= k:
+            _, _, agent = heapq.heappop(self._returns)
+            if not self.fleet.online[agent]:
+                events.append(self._connect(agent, k, t))
+        churn = self.scenario.fleet.churn
+        rate = churn.rate_per_hour + glob.churn_per_hour
+        # Drawn every tick, even at rate 0, so that a rate change elsewhere in the
+        # scenario never shifts the churn stream.
+        leaving = int(self._churn_rng.poisson(rate / 3600.0))
+        downtime_mean = glob.churn_downtime or churn.downtime
+        if leaving:
+            pool = np.flatnonzero(self.fleet.online)
+            leaving = min(leaving, pool.size)
+            chosen = self._churn_rng.choice(pool, size=leaving, replace=False)
+            downtime = self._churn_rng.exponential(downtime_mean, size=leaving)
+            for agent, away in zip(chosen.tolist(), downtime.tolist(), strict=True):
+                back = k + math.ceil(max(MIN_DOWNTIME, away))
+                events += self._disconnect(agent, t, back)
+        return events
+
+    def _heartbeats(self, k: int, t: float, mps_int: np.ndarray) -> list[Event]:
+        counts = self.fleet.heartbeat_counts(k, self._heartbeat)
+        idx = np.flatnonzero(counts)
+        if idx.size == 0:
+            return []
+        if counts[idx].max() > 1:
+            idx = np.repeat(idx, counts[idx])
+        datas = self.fleet.heartbeat(t, idx, mps_int, self._health_rng)
+        return [
+            Event(t, "agents", "agent.heartbeat", d, {"agent_id": d["agent_id"]}) for d in datas
+        ]
+
+    # ------------------------------------------------------------------ metrics
+
+    def _metrics(self, t: float, n: int, mps_int: np.ndarray, glob: GlobalEffects) -> list[Event]:
+        online = self.fleet.online
+        total_mps = int(mps_int[online].sum())
+        active = int(online.sum())
+        total_series = int(round(total_mps / 4 * glob.cardinality))
+        global_values = {
+            "total_mps": total_mps,
+            "total_series": total_series,
+            "active_agents": active,
+        }
+        running = {r.id: r.metrics for r in self.lab.runs if r.status == "running" and r.metrics}
+        data = {
+            "timestamp": rfc3339(t),
+            "global": dict(global_values),
+            "experiments": {
+                eid: {
+                    "baseline_mps": m["baseline_mps"],
+                    "candidate_mps": m["candidate_mps"],
+                    "reduction_rate": m["reduction_rate"],
+                    "error_rate": m["error_rate"],
+                    "baseline_series": m["baseline_series"],
+                    "candidate_series": m["candidate_series"],
+                }
+                for eid, m in running.items()
+            },
+        }
+        events = [Event(t, "metrics", "metrics.update", data) for _ in range(n)]
+        findings: list[tuple[str | None, Finding]] = []
+        d = self._detector
+        if active and total_mps:
+            # Per agent and per point, so churn alone never looks like an anomaly.
+            for f in (
+                d.observe(t, "global", "total_mps", total_mps / active, active),
+                d.observe(t, "global", "total_series", total_series / total_mps, total_mps),
+            ):
+                if f:
+                    findings.append((None, f))
+        for eid, m in running.items():
+            base, cand = m["baseline_mps"], m["candidate_mps"]
+            checks = [
+                d.observe(t, eid, "baseline_mps", base),
+                d.observe(t, eid, "candidate_mps", cand),
+                d.observe(t, eid, "error_rate", m["error_rate"]),
+            ]
+            if base and cand:
+                checks.append(
+                    d.observe(t, eid, "baseline_series", m["baseline_series"] / base, base)
+                )
+                checks.append(
+                    d.observe(t, eid, "candidate_series", m["candidate_series"] / cand, cand)
+                )
+            findings += [(eid, f) for f in checks if f]
+        events += [self._anomaly(t, eid, f) for eid, f in findings]
+        triggered, resolved = self._rules.evaluate(t, global_values, running)
+        events += [self._alert_triggered(t, a) for a in triggered]
+        events += [self._alert_resolved(t, a) for a in resolved]
+        return events
+
+    def _anomaly(self, t: float, eid: str | None, f: Finding) -> Event:
+        if f.metric == "error_rate":
+            lo, hi = (float(f"{max(0.0, v):.3g}") for v in f.expected_range)
+            actual: float | int = float(f"{f.actual_value:.3g}")
+        else:
+            lo, hi = (int(round(max(0.0, v))) for v in f.expected_range)
+            actual = int(round(f.actual_value))
+        data: dict[str, Any] = {}
+        tags = {"severity": f.severity}
+        if eid is not None:
+            data["experiment_id"] = eid
+            tags = {"experiment_id": eid, **tags}
+        data.update(
+            type=f.type,
+            severity=f.severity,
+            details={"metric": f.metric, "expected_range": [lo, hi], "actual_value": actual},
+        )
+        return Event(t, "metrics", "metrics.anomaly", data, tags)
+
+    @staticmethod
+    def _alert_tags(a: Alert) -> dict[str, str]:
+        tags = {"severity": a.severity}
+        if a.experiment_id is not None:
+            tags = {"experiment_id": a.experiment_id, **tags}
+        return tags
+
+    def _alert_triggered(self, t: float, a: Alert) -> Event:
+        data: dict[str, Any] = {"alert_id": a.alert_id, "name": a.name, "severity": a.severity}
+        if a.experiment_id is not None:
+            data["experiment_id"] = a.experiment_id
+        data.update(condition=a.condition, current_value=a.current_value)
+        return Event(t, "alerts", "alert.triggered", data, self._alert_tags(a))
+
+    def _alert_resolved(self, t: float, a: Alert) -> Event:
+        seconds = t - a.triggered_at
+        data: dict[str, Any] = {
+            "alert_id": a.alert_id,
+            "resolved_at": rfc3339(t),
+            # Whole minutes as in the reference; seconds too, for short alerts.
+            "duration_minutes": math.floor(seconds / 60 + 0.5),
+            "duration_seconds": int(seconds),
+            "name": a.name,
+            "severity": a.severity,
+        }
+        if a.experiment_id is not None:
+            data["experiment_id"] = a.experiment_id
+        return Event(t, "alerts", "alert.resolved", data, self._alert_tags(a))
+
+    # ------------------------------------------------------------------ cost
+
+    def _cost(self, t: float, n: int, mps_int: np.ndarray) -> list[Event]:
+        online = self.fleet.online
+        contributions: list[tuple[str, float]] = []
+        for run in self.lab.runs:
+            if run.status == "running" and run.metrics:
+                saved = run.metrics["baseline_mps"] - run.metrics["candidate_mps"]
+                contributions.append((run.id, float(saved)))
+            elif run.status == "completed" and run.winner == "candidate":
+                contributions.append((run.id, run.promoted_saving(mps_int, online)))
+        data = {
+            "timestamp": rfc3339(t),
+            **cost_update(
+                int(mps_int[online].sum()), contributions, self.scenario.price_per_million_points
+            ),
+        }
+        return [Event(t, "cost-flow", "cost.update", data) for _ in range(n)]

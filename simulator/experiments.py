@@ -1,0 +1,550 @@
+"""Experiments and their deployments: the lifecycle state machine and the A/B numbers.
+
+created -> initializing -> deploying -> running -> analyzing -> completed | failed;
+cancelled from any state before analysis; rolled_back once a failed experiment's
+rollback has finished. Both variants run side by side on the same agents (as in the
+original controller), so baseline and candidate see the same input and the comparison
+is fair. The outcome comes from the measured numbers, never from a script.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from simulator.clock import rfc3339
+from simulator.cost import cost_per_second, money
+from simulator.events import Event
+from simulator.scenario import Experiment, Pipeline
+
+INIT_SECONDS = 8  # validate, branch, generate configs, create resources: 2 + 1 + 3 + 2 s
+ANALYSIS_SECONDS = 10
+ROLLBACK_BASE_SECONDS = 2.0
+ROLLBACK_SECONDS_PER_AGENT = 0.5
+JITTER_PHI = 0.9  # per-tick memory of the reduction's wobble around its drawn mean
+JITTER_SD = 0.003
+ERROR_BASE = 1e-4  # normal error rate of a healthy pipeline
+ERROR_NOISE = 0.08  # relative, clipped at 2.5 sd (see detector.MIN_REL_SD)
+
+LIVE = ("initializing", "deploying", "running", "analyzing")
+CANCELLABLE = ("created", "initializing", "deploying", "running")
+
+
+@dataclass
+class Effects:
+    """What the faults in force do to one experiment at this tick."""
+
+    baseline_factor: float = 1.0
+    candidate_factor: float = 1.0
+    baseline_cardinality: float = 1.0
+    candidate_cardinality: float = 1.0
+    error_rate: float | None = None
+
+
+@dataclass
+class DeploymentRun:
+    deployment_id: str
+    experiment_id: str
+    pipeline_id: str
+    variant: str
+    started_tick: int
+    done_tick: np.ndarray  # per slot, when the agent finishes
+    fails: np.ndarray  # per slot, whether it fails
+    status: str = "deploying"
+    completed: int = 0
+    failed: int = 0
+    duration_seconds: int = 0
+
+    @property
+    def total(self) -> int:
+        return int(self.done_tick.size)
+
+    def ids(self) -> dict[str, str]:
+        return {
+            "deployment_id": self.deployment_id,
+            "experiment_id": self.experiment_id,
+            "pipeline_id": self.pipeline_id,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.ids(),
+            "variant": self.variant,
+            "status": self.status,
+            "completed": self.completed,
+            "total": self.total,
+            "failed": self.failed,
+            "duration_seconds": self.duration_seconds,
+        }
+
+
+@dataclass
+class ExperimentRun:
+    spec: Experiment
+    baseline: Pipeline
+    candidate: Pipeline
+    model_rng: np.random.Generator
+    deploy_rng: np.random.Generator
+    status: str = "pending"  # not yet created
+    slots: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    in_use: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    deployments: list[DeploymentRun] = field(default_factory=list)
+    phase_until: int = 0
+    run_start: float | None = None
+    next_progress: float = math.inf
+    progress_every: float = 30.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    reduction_b: float = 0.0
+    reduction_c: float = 0.0
+    error_base: float = ERROR_BASE
+    jitter_b: float = 0.0
+    jitter_c: float = 0.0
+    above_since: float | None = None
+    reduction_sum: float = 0.0
+    error_sum: float = 0.0
+    ticks: int = 0
+    cost_saved: float = 0.0
+    winner: str | None = None
+    final_metrics: dict[str, Any] | None = None
+    error: str | None = None
+    rollback_initiated: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def agents(self) -> np.ndarray:
+        """Agents the experiment measures: deployed on both variants."""
+        return self.slots[self.in_use]
+
+    def tags(self) -> dict[str, str]:
+        return {"experiment_id": self.id}
+
+    def event(self, t: float, name: str, data: dict[str, Any]) -> Event:
+        return Event(t, "experiments", name, data, self.tags())
+
+    def public_metrics(self) -> dict[str, Any]:
+        m = self.metrics
+        return {
+            "baseline_mps": m.get("baseline_mps", 0),
+            "candidate_mps": m.get("candidate_mps", 0),
+            "reduction_rate": m.get("reduction_rate", 0.0),
+        }
+
+    def progress(self, t: float) -> float:
+        if self.status in ("analyzing", "completed"):
+            return 1.0
+        if self.run_start is None:
+            return 0.0
+        return round(min(1.0, max(0.0, (t - self.run_start) / self.spec.duration)), 4)
+
+    def updated(self, t: float) -> Event:
+        return self.event(
+            t,
+            "experiment.updated",
+            {
+                "id": self.id,
+                "status": self.status,
+                "progress": self.progress(t),
+                "metrics": self.public_metrics(),
+            },
+        )
+
+    def to_dict(self, t: float) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.spec.name,
+            "status": self.status,
+            "baseline_pipeline_id": self.baseline.id,
+            "candidate_pipeline_id": self.candidate.id,
+            "progress": self.progress(t),
+            "metrics": {**self.public_metrics(), "error_rate": self.metrics.get("error_rate", 0.0)},
+            "start_time": None if self.run_start is None else rfc3339(self.run_start),
+            "target_reduction": self.spec.target_reduction,
+            "max_error_rate": self.spec.max_error_rate,
+            "agent_count": int(self.agents.size),
+            "winner": self.winner,
+            "final_metrics": self.final_metrics,
+            "error": self.error,
+            "rollback_initiated": self.rollback_initiated,
+        }
+
+    # -- lifecycle, one tick at a time
+
+    def tick(
+        self,
+        tick: int,
+        t: float,
+        start: float,
+        lab: Lab,
+        mps_int: np.ndarray,
+        online: np.ndarray,
+        effects: Effects,
+        price: float,
+    ) -> list[Event]:
+        spec = self.spec
+        out: list[Event] = []
+        if self.status == "pending" and t >= start + spec.create_at:
+            self.status = "created"
+            out.append(
+                self.event(
+                    t,
+                    "experiment.created",
+                    {
+                        "id": self.id,
+                        "name": spec.name,
+                        "status": "created",
+                        "baseline_pipeline_id": self.baseline.id,
+                        "candidate_pipeline_id": self.candidate.id,
+                    },
+                )
+            )
+        if self.status == "created" and t >= start + spec.start_at:
+            self.status = "initializing"
+            self.phase_until = tick + INIT_SECONDS
+            out.append(self.updated(t))
+        elif self.status == "initializing" and tick >= self.phase_until:
+            out += self._deploy(tick, t, lab)
+        elif self.status == "deploying":
+            out += self._deploying(tick, t, lab)
+        elif self.status == "running":
+            out += self._running(tick, t, mps_int, online, effects, price)
+        elif self.status == "analyzing" and tick >= self.phase_until:
+            out += self._conclude(t)
+        elif self.status == "failed" and self.rollback_initiated and tick >= self.phase_until:
+            self.status = "rolled_back"
+            for dep in self.deployments:
+                if dep.variant == "candidate":
+                    dep.status = "rolled_back"
+            out.append(self.updated(t))
+        return out
+
+    def _deploy(self, tick: int, t: float, lab: Lab) -> list[Event]:
+        self.status = "deploying"
+        out = [self.updated(t)]
+        chosen = lab.choose_agents(self, self.spec.agents)
+        if chosen.size == 0:
+            return out + self._fail(tick, t, f"No agent can run pipeline '{self.candidate.id}'")
+        self.slots = chosen
+        self.in_use = np.ones(chosen.size, dtype=bool)
+        dep = self.spec.deployment
+        for pipeline, variant in ((self.baseline, "baseline"), (self.candidate, "candidate")):
+            n = chosen.size
+            seconds = dep.seconds_per_agent * self.deploy_rng.uniform(0.7, 1.3, n)
+            done = np.zeros(n)
+            for lane in range(min(dep.parallel, n)):
+                done[lane :: dep.parallel] = np.cumsum(seconds[lane :: dep.parallel])
+            fails = self.deploy_rng.random(n) < dep.failure_probability
+            run = DeploymentRun(
+                deployment_id=lab.next_deployment_id(),
+                experiment_id=self.id,
+                pipeline_id=pipeline.id,
+                variant=variant,
+                started_tick=tick,
+                done_tick=tick + np.ceil(done).astype(np.int64),
+                fails=fails,
+            )
+            self.deployments.append(run)
+            out.append(
+                Event(
+                    t,
+                    "deployments",
+                    "deployment.started",
+                    {
+                        "deployment_id": run.deployment_id,
+                        "pipeline_id": run.pipeline_id,
+                        "agent_count": run.total,
+                        "variant": variant,
+                        "experiment_id": self.id,
+                    },
+                    run.ids(),
+                )
+            )
+        return out
+
+    def _deploying(self, tick: int, t: float, lab: Lab) -> list[Event]:
+        out: list[Event] = []
+        for dep in self.deployments:
+            if dep.status != "deploying":
+                continue
+            now = dep.done_tick == tick
+            if now.any():
+                dep.completed += int((now & ~dep.fails).sum())
+                dep.failed += int((now & dep.fails).sum())
+                out.append(
+                    Event(
+                        t,
+                        "deployments",
+                        "deployment.progress",
+                        {
+                            "deployment_id": dep.deployment_id,
+                            "completed": dep.completed,
+                            "total": dep.total,
+                            "failed": dep.failed,
+                            "experiment_id": self.id,
+                            "pipeline_id": dep.pipeline_id,
+                        },
+                        dep.ids(),
+                    )
+                )
+            if dep.completed + dep.failed == dep.total:
+                too_many = dep.failed > self.spec.deployment.max_failed_fraction * dep.total
+                dep.status = "failed" if too_many else "active"
+                dep.duration_seconds = tick - dep.started_tick
+                out.append(
+                    Event(
+                        t,
+                        "deployments",
+                        "deployment.completed",
+                        {
+                            "deployment_id": dep.deployment_id,
+                            "status": dep.status,
+                            "duration_seconds": dep.duration_seconds,
+                            "agent_count": dep.total,
+                            "completed": dep.completed,
+                            "failed": dep.failed,
+                            "experiment_id": self.id,
+                            "pipeline_id": dep.pipeline_id,
+                        },
+                        dep.ids(),
+                    )
+                )
+        if any(d.status == "deploying" for d in self.deployments):
+            return out
+        broken = [d for d in self.deployments if d.status == "failed"]
+        if broken:
+            d = broken[0]
+            return out + self._fail(
+                tick,
+                t,
+                f"Deployment failed: {d.failed} of {d.total} agents failed ({d.variant})",
+            )
+        for dep in self.deployments:
+            self.in_use &= ~dep.fails
+        # Both variants' successful agent deployments: the reference's deployment_count.
+        count = sum(d.completed for d in self.deployments)
+        self.status = "running"
+        self.run_start = t
+        self.progress_every = lab.progress_interval
+        self.next_progress = t + self.progress_every
+        self.reduction_b = self._draw_reduction(self.baseline)
+        self.reduction_c = self._draw_reduction(self.candidate)
+        self.error_base = ERROR_BASE * float(np.exp(0.2 * self.model_rng.standard_normal()))
+        out.append(
+            self.event(
+                t,
+                "experiment.started",
+                {
+                    "id": self.id,
+                    "status": "running",
+                    "start_time": rfc3339(t),
+                    "deployment_count": count,
+                    "agent_count": int(self.agents.size),
+                },
+            )
+        )
+        return out
+
+    def _draw_reduction(self, pipeline: Pipeline) -> float:
+        # The pipeline's true reduction on this experiment's traffic: drawn once, so the
+        # outcome (does it meet the target?) is a property of the run, not of a tick.
+        if pipeline.noise == 0:
+            return pipeline.reduction
+        value = pipeline.reduction + pipeline.noise * self.model_rng.standard_normal()
+        return float(min(0.99, max(0.0, value)))
+
+    def _running(
+        self,
+        tick: int,
+        t: float,
+        mps_int: np.ndarray,
+        online: np.ndarray,
+        effects: Effects,
+        price: float,
+    ) -> list[Event]:
+        rng = self.model_rng
+        shocks = np.clip(rng.standard_normal(3), -2.5, 2.5)
+        keep = math.sqrt(1 - JITTER_PHI**2) * JITTER_SD
+        self.jitter_b = JITTER_PHI * self.jitter_b + keep * float(shocks[0])
+        self.jitter_c = JITTER_PHI * self.jitter_c + keep * float(shocks[1])
+        agents = self.agents
+        source = int(mps_int[agents][online[agents]].sum())
+        r_b = self.reduction_b + (self.jitter_b if self.baseline.noise else 0.0)
+        r_c = self.reduction_c + (self.jitter_c if self.candidate.noise else 0.0)
+        base = int(round(source * (1 - min(0.999, max(0.0, r_b))) * effects.baseline_factor))
+        cand = int(round(source * (1 - min(0.999, max(0.0, r_c))) * effects.candidate_factor))
+        level = self.error_base if effects.error_rate is None else effects.error_rate
+        error_rate = level * (1 + ERROR_NOISE * float(shocks[2]))
+        reduction = 1 - cand / base if base > 0 else 0.0
+        self.metrics = {
+            "baseline_mps": base,
+            "candidate_mps": cand,
+            "reduction_rate": round(reduction, 4),
+            "error_rate": float(f"{error_rate:.3g}"),
+            "baseline_series": int(round(base / 4 * effects.baseline_cardinality)),
+            "candidate_series": int(round(cand / 4 * effects.candidate_cardinality)),
+        }
+        self.ticks += 1
+        self.reduction_sum += reduction
+        self.error_sum += error_rate
+        self.cost_saved += cost_per_second(base - cand, price)
+        out: list[Event] = []
+        if error_rate > self.spec.max_error_rate:
+            if self.above_since is None:
+                self.above_since = t
+            if t - self.above_since >= self.spec.abort_after:
+                return self._fail(
+                    tick,
+                    t,
+                    f"High error rate detected: {self.metrics['error_rate']} above "
+                    f"{self.spec.max_error_rate:g} for {int(t - self.above_since)}s",
+                )
+        else:
+            self.above_since = None
+        assert self.run_start is not None
+        if t - self.run_start >= self.spec.duration:
+            self.status = "analyzing"
+            self.phase_until = tick + ANALYSIS_SECONDS
+            out.append(self.updated(t))
+        elif t >= self.next_progress:
+            self.next_progress += self.progress_every
+            out.append(self.updated(t))
+        return out
+
+    def _conclude(self, t: float) -> list[Event]:
+        mean_reduction = self.reduction_sum / max(1, self.ticks)
+        mean_error = self.error_sum / max(1, self.ticks)
+        won = (
+            mean_reduction >= self.spec.target_reduction and mean_error <= self.spec.max_error_rate
+        )
+        self.winner = "candidate" if won else "baseline"
+        self.status = "completed"
+        self.final_metrics = {
+            "total_reduction": round(mean_reduction, 4),
+            "cost_saved_usd": money(self.cost_saved),
+            "duration_hours": round(self.spec.duration / 3600, 2),
+        }
+        for dep in self.deployments:
+            if dep.status == "active" and (dep.variant == "candidate") != won:
+                dep.status = "stopped"
+        return [
+            self.event(
+                t,
+                "experiment.completed",
+                {
+                    "id": self.id,
+                    "status": "completed",
+                    "winner": self.winner,
+                    "final_metrics": dict(self.final_metrics),
+                    "target_reduction": self.spec.target_reduction,
+                },
+            )
+        ]
+
+    def _fail(self, tick: int, t: float, error: str) -> list[Event]:
+        self.status = "failed"
+        self.error = error
+        self.rollback_initiated = self.spec.rollback and bool(self.deployments)
+        if self.rollback_initiated:
+            n = max((d.total for d in self.deployments), default=0)
+            self.phase_until = tick + math.ceil(
+                ROLLBACK_BASE_SECONDS + ROLLBACK_SECONDS_PER_AGENT * n
+            )
+        else:
+            for dep in self.deployments:
+                if dep.status in ("active", "deploying"):
+                    dep.status = "stopped"
+        return [
+            self.event(
+                t,
+                "experiment.failed",
+                {
+                    "id": self.id,
+                    "status": "failed",
+                    "error": error,
+                    "rollback_initiated": self.rollback_initiated,
+                },
+            )
+        ]
+
+    def cancel(self, t: float) -> list[Event]:
+        if self.status not in CANCELLABLE:
+            return []
+        self.status = "cancelled"
+        for dep in self.deployments:
+            if dep.status in ("active", "deploying"):
+                dep.status = "stopped"
+        return [self.updated(t)]
+
+    def promoted_saving(self, mps_int: np.ndarray, online: np.ndarray) -> float:
+        """mps a promoted candidate keeps saving on its agents after the experiment."""
+        agents = self.agents
+        source = float(mps_int[agents][online[agents]].sum())
+        return source * (1 - self.reduction_b) * (self.final_metrics or {})["total_reduction"]
+
+
+class Lab:
+    """What experiments share: deployment ids, agent choice and reassignment."""
+
+    def __init__(self, fleet: Any, progress_interval: float) -> None:
+        self.fleet = fleet
+        self.progress_interval = progress_interval
+        self.runs: list[ExperimentRun] = []
+        self._deployments = 0
+
+    def next_deployment_id(self) -> str:
+        self._deployments += 1
+        return f"dep-{self._deployments}"
+
+    def busy(self, exclude: ExperimentRun | None = None) -> np.ndarray:
+        """Agents already carrying a live experiment or a promoted candidate."""
+        mask = np.zeros(self.fleet.size, dtype=bool)
+        for run in self.runs:
+            if run is exclude:
+                continue
+            if run.status in LIVE or (run.status == "completed" and run.winner == "candidate"):
+                mask[run.slots] = True
+        return mask
+
+    def choose_agents(self, run: ExperimentRun, count: int) -> np.ndarray:
+        capable = self.fleet.capable(run.candidate.template) & self.fleet.capable(
+            run.baseline.template
+        )
+        # Prefer agents no other experiment uses, so savings are never counted twice.
+        free = np.flatnonzero(capable & ~self.busy(run))
+        pool = free if free.size >= count else np.flatnonzero(capable)
+        if pool.size <= count:
+            return pool
+        return np.sort(run.deploy_rng.choice(pool, size=count, replace=False))
+
+    def reassign(self, agent: int) -> tuple[int, list[ExperimentRun]]:
+        """Move a departing agent's tasks to other agents; returns (tasks, experiments)."""
+        tasks = 0
+        touched: list[ExperimentRun] = []
+        for run in self.runs:
+            if run.status not in ("deploying", "running", "analyzing"):
+                continue
+            where = np.flatnonzero(run.slots == agent)
+            if where.size == 0:
+                continue
+            slot = int(where[0])
+            if run.status == "deploying":
+                tasks += sum(1 for d in run.deployments if not d.fails[slot])
+            elif run.in_use[slot]:
+                tasks += len(run.deployments)
+            else:
+                continue
+            capable = self.fleet.capable(run.candidate.template) & self.fleet.capable(
+                run.baseline.template
+            )
+            capable[run.slots] = False
+            free = np.flatnonzero(capable & ~self.busy(run))
+            pool = free if free.size else np.flatnonzero(capable)
+            if pool.size:
+                run.slots[slot] = int(run.deploy_rng.choice(pool))
+            touched.append(run)
+        return tasks, touched

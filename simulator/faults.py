@@ -1,0 +1,92 @@
+"""Faults in force and what they do to the model at a given tick.
+
+Simulation faults change numbers (a drop or spike in a rate, a cardinality explosion, an
+error surge, agents leaving); delivery faults are only scheduled here and announced to
+the server as control events. This module turns the active list into multipliers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from simulator.clock import rfc3339
+from simulator.experiments import Effects
+from simulator.scenario import Fault
+
+
+@dataclass
+class ActiveFault:
+    id: str
+    fault: Fault
+    start_tick: int
+    end_tick: int | None  # None: lasts until something else ends it (or for good)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self, start: float) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.fault.type,
+            "target": self.fault.target,
+            "params": dict(self.fault.params),
+            "started_at": rfc3339(start + self.start_tick),
+            "ends_at": None if self.end_tick is None else rfc3339(start + self.end_tick),
+            **self.extra,
+        }
+
+
+@dataclass
+class GlobalEffects:
+    mps_factor: float = 1.0
+    cardinality: float = 1.0
+    error_rate: float | None = None
+    churn_per_hour: float = 0.0
+    churn_downtime: float | None = None
+
+
+def effects_at(
+    tick: int, active: list[ActiveFault], experiment_ids: list[str]
+) -> tuple[GlobalEffects, dict[str, Effects]]:
+    """Combine every fault in force into global and per-experiment effects."""
+    glob = GlobalEffects()
+    per = {eid: Effects() for eid in experiment_ids}
+    for item in active:
+        f = item.fault
+        p = f.params
+        if f.type == "agent_churn":
+            glob.churn_per_hour += float(p["rate_per_hour"])
+            glob.churn_downtime = float(p["downtime"])
+            continue
+        if f.type not in ("sudden_drop", "spike", "cardinality_explosion", "error_surge"):
+            continue
+        factor = float(p.get("factor", 1.0))
+        if f.type == "cardinality_explosion":
+            ramp = float(p["ramp"])
+            share = 1.0 if ramp <= 0 else min(1.0, (tick - item.start_tick + 1) / ramp)
+            factor = factor**share
+        if f.target == "global":
+            if f.type == "cardinality_explosion":
+                glob.cardinality *= factor
+            elif f.type == "error_surge":
+                glob.error_rate = max(glob.error_rate or 0.0, float(p["error_rate"]))
+            else:
+                glob.mps_factor *= factor
+            continue
+        eff = per.get(f.target)
+        if eff is None:
+            continue
+        if f.type == "error_surge":
+            eff.error_rate = max(eff.error_rate or 0.0, float(p["error_rate"]))
+        elif f.type == "cardinality_explosion":
+            if p["variant"] == "baseline":
+                eff.baseline_cardinality *= factor
+            else:
+                eff.candidate_cardinality *= factor
+        elif p["variant"] == "baseline":
+            eff.baseline_factor *= factor
+        else:
+            eff.candidate_factor *= factor
+    if glob.error_rate is not None:
+        for eff in per.values():
+            eff.error_rate = max(eff.error_rate or 0.0, glob.error_rate)
+    return glob, per

@@ -1,0 +1,175 @@
+"""Alert rules: a tiny safe parser for ``<metric> <op> <number>`` and the rule book.
+
+Conditions come from scenario files that users write, so they are tokenised with one
+regular expression and compared with `operator` functions: there is no `eval`, and
+nothing but a known metric, one comparison and one number is accepted.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from simulator.clock import rfc3339
+
+EXPERIMENT_METRICS: tuple[str, ...] = (
+    "error_rate",
+    "reduction_rate",
+    "candidate_mps",
+    "baseline_mps",
+    "candidate_series",
+    "baseline_series",
+)
+GLOBAL_METRICS: tuple[str, ...] = ("total_mps", "total_series", "active_agents")
+
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+_CONDITION = re.compile(
+    r"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*)\s*"
+    r"(?P<op>>=|<=|==|!=|>|<)\s*"
+    r"(?P<number>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
+
+
+class RuleError(ValueError):
+    """A condition that does not parse; the message says what was expected."""
+
+
+def parse_condition(text: str) -> tuple[str, str, float]:
+    """``"error_rate > 0.01"`` -> ``("error_rate", ">", 0.01)``."""
+    if not isinstance(text, str):
+        raise RuleError("expected a condition such as 'error_rate > 0.01'")
+    match = _CONDITION.match(text)
+    if match is None:
+        raise RuleError(
+            f"expected '<metric> <op> <number>' with op one of {' '.join(OPERATORS)}, got {text!r}"
+        )
+    metric = match.group("metric")
+    if metric not in EXPERIMENT_METRICS and metric not in GLOBAL_METRICS:
+        known = ", ".join(EXPERIMENT_METRICS + GLOBAL_METRICS)
+        raise RuleError(f"unknown metric '{metric}'; known: {known}")
+    number = float(match.group("number"))
+    if not math.isfinite(number):
+        raise RuleError(f"expected a finite number, got {match.group('number')!r}")
+    return metric, match.group("op"), number
+
+
+def scope_of(metric: str) -> str:
+    return "experiments" if metric in EXPERIMENT_METRICS else "global"
+
+
+@dataclass(slots=True)
+class Alert:
+    """One firing of one rule (for one experiment, or globally)."""
+
+    alert_id: str
+    name: str
+    severity: str
+    experiment_id: str | None
+    condition: str
+    current_value: float
+    triggered_at: float
+    resolved_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "alert_id": self.alert_id,
+            "name": self.name,
+            "severity": self.severity,
+        }
+        if self.experiment_id is not None:
+            out["experiment_id"] = self.experiment_id
+        out.update(
+            condition=self.condition,
+            current_value=self.current_value,
+            status="active" if self.resolved_at is None else "resolved",
+            triggered_at=rfc3339(self.triggered_at),
+            resolved_at=None if self.resolved_at is None else rfc3339(self.resolved_at),
+        )
+        return out
+
+
+class RuleBook:
+    """Evaluates every rule on each metrics sample and tracks pending and firing alerts.
+
+    A rule fires once its condition has held on consecutive samples for its `for`
+    duration, and resolves on the first sample where it no longer holds or its subject
+    (an experiment that stopped running) is gone.
+    """
+
+    HISTORY = 200  # resolved alerts kept for snapshots; bounded for long runs
+
+    def __init__(self, rules: tuple[Any, ...]) -> None:
+        self.rules = rules
+        self._pending: dict[tuple[int, str | None], float] = {}
+        self.active: dict[tuple[int, str | None], Alert] = {}
+        self.resolved: list[Alert] = []
+        self._counter = 0
+
+    def evaluate(
+        self,
+        t: float,
+        global_values: Mapping[str, float],
+        experiments: Mapping[str, Mapping[str, float]],
+    ) -> tuple[list[Alert], list[Alert]]:
+        """Returns (triggered, resolved) alerts for this sample, in rule order."""
+        triggered: list[Alert] = []
+        resolved: list[Alert] = []
+        for index, rule in enumerate(self.rules):
+            subjects: dict[str | None, float] = {}
+            if rule.scope == "global":
+                subjects[None] = global_values[rule.metric]
+            else:
+                for exp_id, values in experiments.items():
+                    subjects[exp_id] = values[rule.metric]
+            check = OPERATORS[rule.op]
+            for subject, value in subjects.items():
+                key = (index, subject)
+                if check(value, rule.threshold):
+                    since = self._pending.setdefault(key, t)
+                    if key not in self.active and t - since >= rule.for_seconds:
+                        self._counter += 1
+                        alert = Alert(
+                            alert_id=f"alert-{self._counter}",
+                            name=rule.name,
+                            severity=rule.severity,
+                            experiment_id=subject,
+                            condition=rule.condition,
+                            current_value=value,
+                            triggered_at=t,
+                        )
+                        self.active[key] = alert
+                        triggered.append(alert)
+                else:
+                    self._pending.pop(key, None)
+                    if key in self.active:
+                        resolved.append(self._resolve(key, t))
+            # Subjects that vanished (experiment no longer running) resolve too.
+            for key in [k for k in self._pending if k[0] == index and k[1] not in subjects]:
+                del self._pending[key]
+                if key in self.active:
+                    resolved.append(self._resolve(key, t))
+        return triggered, resolved
+
+    def _resolve(self, key: tuple[int, str | None], t: float) -> Alert:
+        alert = self.active.pop(key)
+        alert.resolved_at = t
+        self.resolved.append(alert)
+        del self.resolved[: -self.HISTORY]
+        return alert
+
+    def all_alerts(self) -> list[Alert]:
+        return sorted(
+            [*self.resolved, *self.active.values()], key=lambda a: int(a.alert_id.split("-")[1])
+        )

@@ -1,0 +1,260 @@
+"""The engine: determinism, the demo's story, consistency of the numbers, control."""
+
+import collections
+import json
+import math
+
+import pytest
+
+from simulator import CHANNELS, CONTROL, FILTER_KEYS, Engine, ScenarioError, load_scenario
+from simulator.clock import parse_rfc3339
+from simulator.scenario import bundled_scenarios
+
+START = parse_rfc3339("2024-01-20T10:00:00Z")
+ALL_EVENTS = {
+    "experiment.created",
+    "experiment.started",
+    "experiment.updated",
+    "experiment.completed",
+    "experiment.failed",
+    "metrics.update",
+    "metrics.anomaly",
+    "agent.connected",
+    "agent.heartbeat",
+    "agent.disconnected",
+    "deployment.started",
+    "deployment.progress",
+    "deployment.completed",
+    "alert.triggered",
+    "alert.resolved",
+    "cost.update",
+}
+
+
+def _lines(events):
+    return [
+        json.dumps(
+            {"time": e.time, "channel": e.channel, "event": e.name, "data": e.data, "tags": e.tags},
+            separators=(",", ":"),
+        )
+        for e in events
+    ]
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_scenario("demo")
+
+
+@pytest.fixture(scope="module")
+def demo_events(demo):
+    return Engine(demo, seed=7, start=START).advance_to(START + 600)
+
+
+def test_same_seed_same_stream_however_chunked(demo, demo_events):
+    chunked = Engine(demo, seed=7, start=START)
+    events = []
+    t = START
+    while t < START + 600:
+        t += 0.7  # fractional steps land between ticks
+        events += chunked.advance_to(t)
+    events += chunked.advance_to(START + 600)
+    assert _lines(events) == _lines(demo_events)
+
+
+def test_different_seed_different_stream(demo, demo_events):
+    other = Engine(demo, seed=8, start=START).advance_to(START + 600)
+    assert _lines(other) != _lines(demo_events)
+
+
+def test_step_and_now(demo):
+    eng = Engine(demo, seed=1, start=START + 0.5)
+    assert eng.now == START and eng.end == START + demo.duration
+    first = eng.step(0)  # tick 0: the initial fleet connects
+    assert {e.name for e in first} >= {"agent.connected", "experiment.created"}
+    assert eng.step(0.5) == [] and eng.now == START + 0.5
+    eng.advance_to(START + 10_000)
+    assert eng.now == eng.end  # never runs past the scenario's end
+    with pytest.raises(ValueError):
+        Engine(demo.__class__(**{**_fields(demo), "start": None}))
+
+
+def _fields(sc):
+    return {f: getattr(sc, f) for f in sc.__dataclass_fields__}
+
+
+def test_demo_has_every_event_type_and_its_story(demo_events):
+    names = collections.Counter(e.name for e in demo_events)
+    assert set(names) == ALL_EVENTS
+    completed = [e.data for e in demo_events if e.name == "experiment.completed"]
+    assert [c["winner"] for c in completed] == ["candidate"]
+    failed = [e.data for e in demo_events if e.name == "experiment.failed"]
+    assert failed[0]["rollback_initiated"] is True and "error rate" in failed[0]["error"]
+    rolled = [e for e in demo_events if e.data.get("status") == "rolled_back"]
+    assert rolled and rolled[0].data["id"] == failed[0]["id"]
+    anomalies = {e.data["type"] for e in demo_events if e.name == "metrics.anomaly"}
+    assert {"error_surge", "sudden_drop"} <= anomalies
+    triggered = {e.data["alert_id"] for e in demo_events if e.name == "alert.triggered"}
+    resolved = {e.data["alert_id"] for e in demo_events if e.name == "alert.resolved"}
+    assert triggered and triggered == resolved
+    gone = {e.data["agent_id"] for e in demo_events if e.name == "agent.disconnected"}
+    back = [e for e in demo_events if e.name == "agent.connected" and e.time > START]
+    assert gone and gone == {e.data["agent_id"] for e in back}
+
+
+def test_events_are_json_ready_with_reference_types(demo_events):
+    for e in demo_events:
+        assert e.time == int(e.time)
+        assert e.channel in CHANNELS
+        assert set(e.tags) <= set(FILTER_KEYS)
+        json.dumps(e.data, allow_nan=False)
+    by = collections.defaultdict(list)
+    for e in demo_events:
+        by[e.name].append(e)
+    for e in by["metrics.update"]:
+        g = e.data["global"]
+        assert all(type(g[k]) is int for k in ("total_mps", "total_series", "active_agents"))
+        assert not e.tags
+        for m in e.data["experiments"].values():
+            assert type(m["baseline_mps"]) is int and type(m["candidate_mps"]) is int
+            assert type(m["reduction_rate"]) is float and type(m["error_rate"]) is float
+    for e in by["agent.heartbeat"]:
+        m = e.data["metrics"]
+        assert type(m["metrics_per_second"]) is int and type(m["cpu_percent"]) is float
+        assert e.tags == {"agent_id": e.data["agent_id"]}
+    for name in ("deployment.started", "deployment.progress", "deployment.completed"):
+        for e in by[name]:
+            assert e.tags == {
+                "deployment_id": e.data["deployment_id"],
+                "experiment_id": e.data["experiment_id"],
+                "pipeline_id": e.data["pipeline_id"],
+            }
+    for e in by["deployment.completed"]:
+        assert e.data["status"] in ("active", "failed")
+        assert type(e.data["duration_seconds"]) is int and type(e.data["agent_count"]) is int
+    for e in by["experiment.started"]:
+        assert e.data["start_time"].endswith("Z") and type(e.data["deployment_count"]) is int
+    for e in by["alert.resolved"]:
+        assert {"experiment_id", "severity"} & set(e.tags)
+        assert type(e.data["duration_minutes"]) is int
+    for name in ALL_EVENTS:
+        if name.startswith("experiment."):
+            assert all(e.tags == {"experiment_id": e.data["id"]} for e in by[name])
+
+
+def test_numbers_agree(demo):
+    eng = Engine(demo, seed=3, start=START)
+    mps_by_agent: dict[str, int] = {}
+    for e in eng.advance_to(START + 600):
+        if e.name == "agent.heartbeat":
+            mps_by_agent[e.data["agent_id"]] = e.data["metrics"]["metrics_per_second"]
+        if e.name == "metrics.update":
+            g = e.data["global"]
+            assert g["total_series"] == round(g["total_mps"] / 4)
+            for m in e.data["experiments"].values():
+                assert m["reduction_rate"] == round(1 - m["candidate_mps"] / m["baseline_mps"], 4)
+        if e.name == "cost.update":
+            d = e.data
+            total = sum(i["contribution_usd"] for i in d["active_optimizations"])
+            assert d["savings_per_hour"] == round(total, 2)
+            assert d["optimized_cost_per_hour"] == round(
+                d["baseline_cost_per_hour"] - d["savings_per_hour"], 2
+            )
+    # total_mps is the sum of the online agents' rates, at the same tick.
+    snap = eng.snapshot()
+    online = [a for a in snap["agents"] if a["status"] != "offline"]
+    assert len(online) == 150  # the three agents that left are back
+
+
+def test_total_mps_is_sum_of_agents_at_a_metrics_tick(demo):
+    eng = Engine(demo, seed=4, start=START)
+    eng.advance_to(START + 299)
+    update = next(e for e in eng.advance_to(START + 300) if e.name == "metrics.update")
+    agents = eng.snapshot()["agents"]
+    assert update.data["global"]["total_mps"] == sum(
+        a["metrics"]["metrics_per_second"] for a in agents if a["status"] != "offline"
+    )
+
+
+@pytest.mark.parametrize("name", [n for n, _ in bundled_scenarios()])
+def test_every_bundled_scenario_runs_ten_minutes(name):
+    sc = load_scenario(name)
+    eng = Engine(sc, seed=0, start=START)
+    seen = 0
+    for minute in range(1, 11):  # in chunks, as the server consumes it
+        events = eng.advance_to(START + 60 * minute)
+        assert all(e.channel in (*CHANNELS, CONTROL) for e in events)
+        seen += len(events)
+    assert seen
+    snap = eng.snapshot()
+    json.dumps(snap, allow_nan=False)
+    assert set(snap) >= {"experiments", "agents", "deployments", "alerts"}
+
+
+def test_control_faults_are_scheduled():
+    eng = Engine(load_scenario("network-chaos"), seed=0, start=START)
+    control = [e for e in eng.advance_to(START + 1200) if e.channel == CONTROL]
+    starts = [e.data for e in control if e.name == "fault.start"]
+    assert {s["fault"] for s in starts} >= {"latency", "close_connections", "server_restart"}
+    latency = next(s for s in starts if s["fault"] == "latency")
+    assert latency["duration_seconds"] == 60 and latency["params"]["delay_ms"] == 500
+    ends = [e for e in control if e.name == "fault.end" and e.data["id"] == latency["id"]]
+    assert ends and ends[0].time == START + 120
+
+
+def test_inject_is_deterministic_and_validated(demo):
+    def run():
+        eng = Engine(demo, seed=7, start=START)
+        eng.advance_to(START + 200.5)
+        eng.inject({"type": "spike", "target": "exp-789", "duration": "1m"})
+        eng.inject({"type": "latency", "duration": 10, "params": {"delay_ms": 100}})
+        return eng, eng.advance_to(START + 250)
+
+    eng, events = run()
+    assert _lines(events) == _lines(run()[1])
+    assert any(e.name == "fault.start" and e.time == START + 201 for e in events)
+    spikes = [e for e in events if e.name == "metrics.anomaly" and e.data["type"] == "spike"]
+    assert spikes and spikes[0].data["experiment_id"] == "exp-789"
+    assert [f["type"] for f in eng.active_faults()] == ["agents_leave", "spike", "error_surge"]
+    with pytest.raises(ScenarioError, match="type"):
+        eng.inject({"type": "meteor"})
+    with pytest.raises(ScenarioError, match="target"):
+        eng.inject({"type": "spike", "target": "exp-nope", "duration": 5})
+    with pytest.raises(ScenarioError, match="at"):
+        eng.inject({"type": "spike", "at": "1m", "duration": 5})
+
+
+def test_set_rate(demo):
+    eng = Engine(demo, seed=7, start=START)
+    eng.advance_to(START + 30)
+    eng.set_rate("agents", 300)
+    eng.set_rate("metrics", 5)
+    events = eng.advance_to(START + 40)
+    counts = collections.Counter(e.name for e in events)
+    assert counts["agent.heartbeat"] == pytest.approx(3000, rel=0.02)
+    # The new schedule starts at the next tick (one update), then five per tick.
+    per_tick = collections.Counter(e.time for e in events if e.name == "metrics.update")
+    assert per_tick[START + 31] == 1
+    assert all(per_tick[START + k] == 5 for k in range(32, 41))
+    with pytest.raises(ScenarioError):
+        eng.set_rate("nope", 1)
+    with pytest.raises(ScenarioError):
+        eng.set_rate("agents", -1)
+    with pytest.raises(ScenarioError):
+        eng.set_rate("metrics", math.inf)
+
+
+def test_snapshot_matches_events(demo):
+    eng = Engine(demo, seed=7, start=START)
+    eng.advance_to(START + 600)
+    snap = eng.snapshot()
+    exps = {e["id"]: e for e in snap["experiments"]}
+    assert exps["exp-789"]["status"] == "completed" and exps["exp-789"]["winner"] == "candidate"
+    assert exps["exp-790"]["status"] == "rolled_back"
+    assert {d["status"] for d in snap["deployments"] if d["experiment_id"] == "exp-790"} >= {
+        "rolled_back"
+    }
+    assert all(a["status"] == "resolved" for a in snap["alerts"])
+    agent = snap["agents"][0]
+    assert set(agent) >= {"agent_id", "hostname", "version", "capabilities", "status", "metrics"}
+    assert agent["agent_id"] == "agent-prod-app-001"

@@ -1,0 +1,72 @@
+"""Alert rules: the safe condition parser and the rule book's for/resolve logic."""
+
+import pytest
+
+from simulator.rules import RuleBook, RuleError, parse_condition
+from simulator.scenario import AlertRule
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("error_rate > 0.01", ("error_rate", ">", 0.01)),
+        ("  active_agents<148 ", ("active_agents", "<", 148.0)),
+        ("reduction_rate >= .5", ("reduction_rate", ">=", 0.5)),
+        ("total_mps != 1e6", ("total_mps", "!=", 1e6)),
+        ("candidate_mps == -3", ("candidate_mps", "==", -3.0)),
+        ("baseline_mps <= 10", ("baseline_mps", "<=", 10.0)),
+    ],
+)
+def test_parse_valid(text, parsed):
+    assert parse_condition(text) == parsed
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "error_rate > ",
+        "error_rate => 0.1",
+        "error_rate > 0.1 and total_mps > 1",
+        "__import__('os').system('true') > 0",
+        "error_rate > 0.01; import os",
+        "cpu > 3",  # unknown metric
+        "error_rate > nan",
+        "error_rate > 1e999",
+        "",
+    ],
+)
+def test_parse_invalid(text):
+    with pytest.raises(RuleError):
+        parse_condition(text)
+
+
+def _rule(condition, for_seconds, scope):
+    metric, op, threshold = parse_condition(condition)
+    return AlertRule("R", condition, metric, op, threshold, for_seconds, "critical", scope)
+
+
+def test_rule_fires_after_for_and_resolves():
+    book = RuleBook((_rule("error_rate > 0.01", 20, "experiments"),))
+    exp = {"e1": {"error_rate": 0.02}}
+    assert book.evaluate(0, {}, exp) == ([], [])
+    assert book.evaluate(10, {}, exp) == ([], [])
+    fired, _ = book.evaluate(20, {}, exp)
+    assert [(a.experiment_id, a.current_value) for a in fired] == [("e1", 0.02)]
+    assert book.evaluate(30, {}, exp) == ([], [])  # no re-fire while active
+    _, resolved = book.evaluate(40, {}, {"e1": {"error_rate": 0.001}})
+    assert resolved[0].resolved_at == 40
+
+
+def test_blip_shorter_than_for_never_fires():
+    book = RuleBook((_rule("active_agents < 10", 30, "global"),))
+    assert book.evaluate(0, {"active_agents": 5}, {}) == ([], [])
+    assert book.evaluate(10, {"active_agents": 50}, {}) == ([], [])
+    assert book.evaluate(40, {"active_agents": 5}, {}) == ([], [])
+
+
+def test_vanished_experiment_resolves_its_alert():
+    book = RuleBook((_rule("error_rate > 0.01", 0, "experiments"),))
+    fired, _ = book.evaluate(0, {}, {"e1": {"error_rate": 0.5}})
+    assert fired
+    _, resolved = book.evaluate(10, {}, {})
+    assert [a.alert_id for a in resolved] == [fired[0].alert_id]
