@@ -130,7 +130,11 @@ async def experiment(request: web.Request) -> web.Response:
 
 @viewer
 async def sim_state(request: web.Request) -> web.Response:
-    return web.json_response(request.app[FEED].state())
+    return web.json_response(_state(request))
+
+
+def _state(request: web.Request) -> dict[str, Any]:
+    return {**request.app[FEED].state(), "faults": request.app[FAULTS].active()}
 
 
 ACTIONS = ("pause", "resume", "step", "speed", "restart")
@@ -158,7 +162,7 @@ async def sim_control(request: web.Request) -> web.Response:
     else:
         await _restart(request, body)
     log.info("simulation %s by admin: %s", action, feed.state())
-    return web.json_response(feed.state())
+    return web.json_response(_state(request))
 
 
 _ACTION_FIELDS: dict[str, tuple[str, ...]] = {
@@ -209,10 +213,10 @@ def _positive(body: dict[str, Any], field: str, *, required: bool) -> float | No
 async def inject_fault(request: web.Request) -> web.Response:
     body = await _body(request)
     try:
-        fault = request.app[FAULTS].inject(body)
+        accepted = request.app[FAULTS].inject(body)
     except ScenarioError as exc:
-        raise _bad(getattr(exc, "field", None), str(exc)) from None
-    return web.json_response({"status": "ok", "fault": fault}, status=202)
+        raise _bad(None, str(exc)) from None
+    return web.json_response(accepted, status=202)
 
 
 @viewer

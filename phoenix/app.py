@@ -58,6 +58,7 @@ def create_app(
         speed=config.simulation.speed,
         lag_warning=config.simulation.lag_warning,
         on_control=app[FAULTS].on_control,
+        sink=app[FAULTS].publish,
     )
     metrics.watch(lambda: live_metrics(app))
 

@@ -21,6 +21,7 @@ class Claims:
     sub: str
     exp: float
     role: str = "viewer"
+    iat: float | None = None
     channels: frozenset[str] | None = None  # None: every channel
 
     @property
@@ -109,4 +110,6 @@ def _claims(payload: dict[str, object], now: float) -> Claims:
         if unknown:
             raise AuthError("invalid_claims", f"The token names unknown channels {unknown}")
         allowed = frozenset(channels)
-    return Claims(sub=sub, exp=float(exp), role=str(role), channels=allowed)
+    iat = payload.get("iat")
+    issued = float(iat) if isinstance(iat, int | float) and not isinstance(iat, bool) else None
+    return Claims(sub=sub, exp=float(exp), role=str(role), iat=issued, channels=allowed)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from phoenix.config import Config, ConfigError, load_config, parse_config
+from phoenix.replay import ReplayError
 from simulator.clock import parse_duration, parse_rfc3339
 from simulator.scenario import ScenarioError
 
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (ConfigError, ScenarioError) as exc:
+    except (ConfigError, ScenarioError, ReplayError) as exc:
         print(f"phoenix: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:
@@ -55,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="CHANNEL=N/s",
         help="set an event rate directly, e.g. agents=20000/s (repeatable)",
     )
+    s.add_argument("--replay", metavar="FILE.jsonl", help="serve a recorded stream instead")
+    s.add_argument("--loop", action="store_true", help="with --replay: start over at the end")
     s.set_defaults(run=_serve)
 
     s = sub.add_parser("simulate", help="run a scenario headless, as fast as it can")
@@ -147,7 +150,16 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = create_app(config)
+    if args.replay:
+        from phoenix.feed import SourceInfo
+        from phoenix.replay import ReplaySource
+
+        if args.rate:
+            raise ConfigError("--rate: a replayed stream plays at its recorded rate; use --speed")
+        replay = ReplaySource(args.replay, loop=args.loop)
+        app = create_app(config, replay, SourceInfo("replay", replay.path.name))
+    else:
+        app = create_app(config)
     for channel, rate in rates.items():
         app[FEED].source.set_rate(channel, rate)  # type: ignore[attr-defined]
     state = app[FEED].state()

@@ -68,9 +68,12 @@ class Feed:
         speed: float = 1.0,
         lag_warning: float = 2.0,
         on_control: Callable[[Event], None] | None = None,
+        sink: Callable[[Published], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.hub = hub
+        # Where numbered events go: the hub, or the fault gate in front of it.
+        self.sink = sink or hub.publish
         self.on_control = on_control
         self.lag_warning = lag_warning
         self._clock = clock
@@ -156,7 +159,7 @@ class Feed:
                     self.on_control(event)
                 continue
             self.seq += 1
-            self.hub.publish(published(self.seq, event))
+            self.sink(published(self.seq, event))
         return len(events)
 
     async def run(self) -> None:

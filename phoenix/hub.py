@@ -95,13 +95,16 @@ class Hub:
 
     def publish(self, event: Published) -> int:
         """Hand the event to every matching subscriber; returns how many got it."""
-        if event.seq <= self.last_seq:
-            raise ValueError(f"event seq {event.seq} not after {self.last_seq}")
-        self.last_seq = event.seq
+        # Not `= event.seq`: a reorder fault publishes ids out of order on purpose.
+        self.last_seq = max(self.last_seq, event.seq)
         event.at = self._clock()
         self._remember(event)
+        self.stats[event.channel].published += 1
+        return self.deliver(event)
+
+    def deliver(self, event: Published) -> int:
+        """Fan out only (no history): `publish` uses it, and so does a duplicate fault."""
         stats = self.stats[event.channel]
-        stats.published += 1
         delivered = 0
         narrowed: dict[str, bytes] = {}
         for sub, filters in list(self._subs[event.channel].items()):

@@ -51,6 +51,7 @@ class Close(IntEnum):
 
     GOING_AWAY = 1001  # server shutdown or restart
     TOO_BIG = 1009  # a client frame over limits.max_message_bytes
+    SERVICE_RESTART = 1012  # the server_restart fault
     TRY_AGAIN_LATER = 1013  # slow consumer: outbound queue overflowed
     UNAUTHORIZED = 4001  # bad, missing or expired token
     RATE_LIMITED = 4029  # connection limit, or a client that keeps flooding

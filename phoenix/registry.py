@@ -11,8 +11,11 @@ class Registry:
     def __init__(self) -> None:
         self._conns: set[Connection] = set()
         self._per_user: Counter[str] = Counter()
+        self._serial = 0
 
     def add(self, conn: Connection) -> None:
+        self._serial += 1
+        conn.serial = self._serial  # connection order, for seeded fault choices
         self._conns.add(conn)
         self._per_user[conn.claims.sub] += 1
 

@@ -17,7 +17,7 @@ from aiohttp import WSMsgType, web
 from phoenix import protocol
 from phoenix.auth import AuthError, Claims, verify
 from phoenix.connection import Connection
-from phoenix.keys import CONFIG, CONNECTIONS, FEED, HUB, METRICS
+from phoenix.keys import CONFIG, CONNECTIONS, FAULTS, FEED, HUB, METRICS
 from phoenix.protocol import Close, Code, Command, ProtocolError
 from phoenix.ratelimit import Flood, TokenBucket, retry_after_ms
 
@@ -53,6 +53,9 @@ class Session:
     # --- one client frame ------------------------------------------------------
 
     def receive(self, msg: Any) -> None:
+        rate = self.app[FAULTS].limit("messages_per_second", self.limits.messages_per_second)
+        if rate != self.bucket.rate:  # a rate-limit squeeze began or ended
+            self.bucket.set_rate(rate)
         wait = self.bucket.take(time.monotonic())
         if wait > 0:
             self._rate_limited(msg, wait)
@@ -119,7 +122,9 @@ class Session:
                 },
             )
         total = hub.channels_of(self.conn) | set(cmd.channels)
-        limit = self.limits.channels_per_connection
+        limit = int(
+            self.app[FAULTS].limit("channels_per_connection", self.limits.channels_per_connection)
+        )
         if len(total) > limit:
             raise ProtocolError(
                 Code.RATE_LIMITED,
@@ -143,9 +148,17 @@ class Session:
                 self.conn.send_now(frame)
 
 
-async def ws_handler(request: web.Request) -> web.WebSocketResponse:
+async def ws_handler(request: web.Request) -> web.StreamResponse:
     app = request.app
     cfg = app[CONFIG]
+    faults = app[FAULTS]
+    if faults.restarting:
+        # As close as an in-process server gets to being down: refuse before the upgrade.
+        return web.json_response(
+            {"error": "server restarting (server_restart fault); try again shortly"},
+            status=503,
+            headers={"Retry-After": "1"},
+        )
     ws = web.WebSocketResponse(
         compress=cfg.websocket.compression,
         max_msg_size=cfg.limits.max_message_bytes,
@@ -161,6 +174,8 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
             list(cfg.auth.algorithms),
             time.time(),
         )
+        if faults.token_expired(claims.iat):
+            raise AuthError("expired", "The token has expired (token_expiry_storm fault)")
     except AuthError as exc:
         metrics.auth_failure(exc.reason)
         err = protocol.unauthorized(exc.reason, exc.message)
@@ -169,8 +184,8 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
         return ws
 
     registry = app[CONNECTIONS]
-    if registry.count(claims.sub) >= cfg.limits.connections_per_user:
-        limit = cfg.limits.connections_per_user
+    limit = int(faults.limit("connections_per_user", cfg.limits.connections_per_user))
+    if registry.count(claims.sub) >= limit:
         err = ProtocolError(
             Code.RATE_LIMITED,
             f"Too many connections: at most {limit} per user",
@@ -193,6 +208,7 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
         transport=request.transport,
         remote=request.remote or "",
         on_evict=_evicted,
+        delays=faults,
     )
     registry.add(conn)
     session = Session(app, conn)

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from simulator.clock import parse_duration, parse_rfc3339
+from simulator.events import CHANNELS
 from simulator.rules import RuleError, parse_condition, scope_of
 
 # Reduction means by template (fraction of data points removed); the original
@@ -47,20 +48,36 @@ SIM_FAULTS: dict[str, dict[str, Any]] = {
     "agents_join": {"count": 1},
     "cancel": {},
 }
-# Faults the server acts on (delivery); the engine only schedules them.
-DELIVERY_FAULTS: frozenset[str] = frozenset(
-    {
-        "close_connections",
-        "latency",
-        "burst",
-        "duplicate",
-        "reorder",
-        "pause_delivery",
-        "token_expiry_storm",
-        "rate_limit_squeeze",
-        "server_restart",
-    }
+# Faults the server acts on (delivery); the engine only schedules them. Their parameters
+# and defaults live here, with the rest of the scenario schema, so a scenario file is
+# checked whole, with line numbers; phoenix/faults.py carries them out.
+DELIVERY_FAULTS: dict[str, dict[str, Any]] = {
+    "close_connections": {
+        "share": 1.0,
+        "user": None,
+        "channel": None,
+        "code": 1001,
+        "abrupt": False,
+    },
+    "latency": {"delay_ms": 200.0, "jitter_ms": 50.0, "distribution": "normal"},
+    "burst": {"count": 100},
+    "duplicate": {"probability": 0.1},
+    "reorder": {"window": 5},
+    "pause_delivery": {},
+    "token_expiry_storm": {"share": 1.0},
+    "rate_limit_squeeze": {
+        "messages_per_second": 5,
+        "channels_per_connection": None,
+        "connections_per_user": None,
+    },
+    "server_restart": {},
+}
+# Delivery faults that only make sense for a while.
+TIMED_DELIVERY_FAULTS = frozenset(
+    {"latency", "duplicate", "reorder", "pause_delivery", "rate_limit_squeeze", "server_restart"}
 )
+# Close codes a close_connections fault may use (RFC 6455 §7.4; 1005/1006/1015 are never sent).
+FAULT_CLOSE_CODES = (1000, 1001, 1008, 1011, 1012, 1013, *range(3000, 5000))
 # Simulation faults aimed at an experiment's series (or "global").
 METRIC_FAULTS: frozenset[str] = frozenset(
     {"sudden_drop", "spike", "cardinality_explosion", "error_surge"}
@@ -691,7 +708,7 @@ class _Checker:
         if not with_at and "at" in m:
             raise self.fail(path + ("at",), "an injected fault happens now: remove 'at'")
         ftype = self.string(path + ("type",), m["type"])
-        known = sorted(set(SIM_FAULTS) | DELIVERY_FAULTS)
+        known = sorted(set(SIM_FAULTS) | set(DELIVERY_FAULTS))
         if ftype not in known:
             raise self.fail(
                 path + ("type",),
@@ -707,13 +724,19 @@ class _Checker:
         if ftype in DELIVERY_FAULTS:
             if "target" in m:
                 raise self.fail(path + ("target",), f"a '{ftype}' fault has no target")
+            spec = DELIVERY_FAULTS[ftype]
             for key, v in raw_params.items():
-                if not isinstance(key, str) or not (
-                    v is None or isinstance(v, str | int | float | bool)
-                ):
-                    raise self.fail(path + ("params", key), f"expected a scalar, got {_show(v)}")
-                params[key] = v
-            return Fault(ftype, at, duration, "", params)
+                if key not in spec:
+                    allowed = ", ".join(spec) or "none"
+                    raise self.fail(
+                        path + ("params", key),
+                        f"unknown parameter{_did_you_mean(str(key), list(spec))}; "
+                        f"allowed: {allowed}",
+                    )
+                params[key] = self.delivery_param(path + ("params", key), key, v)
+            if ftype in TIMED_DELIVERY_FAULTS and duration <= 0:
+                raise self.fail(path + ("duration",), f"a '{ftype}' fault needs a duration")
+            return Fault(ftype, at, duration, "", {**spec, **params})
         defaults = SIM_FAULTS[ftype]
         for key, v in raw_params.items():
             ppath = path + ("params", key)
@@ -750,6 +773,39 @@ class _Checker:
             if ftype == "agent_churn" and duration <= 0:
                 raise self.fail(path, "an 'agent_churn' fault needs a positive 'duration'")
         return Fault(ftype, at, duration, target, params)
+
+    def delivery_param(self, path: tuple[Any, ...], key: str, v: Any) -> Any:
+        if key in ("share", "probability"):
+            return self.number(path, v, 0.0, 1.0, "a number between 0 and 1")
+        if key in ("delay_ms", "jitter_ms"):
+            return self.number(path, v, 0.0, 600_000.0, "milliseconds between 0 and 600000")
+        if key == "distribution":
+            if v not in ("normal", "uniform", "exponential"):
+                raise self.fail(path, f"expected normal, uniform or exponential, got {_show(v)}")
+            return v
+        if key == "code":
+            if isinstance(v, bool) or v not in FAULT_CLOSE_CODES:
+                raise self.fail(
+                    path,
+                    "expected a close code 1000, 1001, 1008, 1011-1013 or 3000-4999, "
+                    f"got {_show(v)}",
+                )
+            return v
+        if key == "abrupt":
+            return self.boolean(path, v)
+        if key == "user":
+            return self.string(path, v)
+        if key == "channel":
+            if v not in CHANNELS:
+                raise self.fail(path, f"expected one of {', '.join(CHANNELS)}, got {_show(v)}")
+            return v
+        if key == "count":
+            return self.integer(path, v, 1, "a number of events >= 1")
+        if key == "window":
+            return self.integer(path, v, 2, "a number of events >= 2")
+        if key == "messages_per_second":
+            return self.number(path, v, 0.001, 1_000_000.0, "a rate > 0")
+        return self.integer(path, v, 1, "a whole number >= 1")
 
     def fault_param(self, path: tuple[Any, ...], ftype: str, key: str, v: Any) -> Any:
         if key == "variant":

@@ -139,19 +139,18 @@ async def recv(ws: aiohttp.ClientWebSocketResponse, timeout: float = TIMEOUT) ->
 
 
 async def recv_close(ws: aiohttp.ClientWebSocketResponse, timeout: float = TIMEOUT) -> int | None:
-    """Read until the socket closes; returns the close code."""
+    """Read until the socket closes; returns the code of the server's close frame (None
+    when the connection ended without one)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         left = deadline - asyncio.get_running_loop().time()
         msg = await ws.receive(timeout=max(left, 0.01))
-        if msg.type in (
-            aiohttp.WSMsgType.CLOSE,
-            aiohttp.WSMsgType.CLOSED,
-            aiohttp.WSMsgType.CLOSING,
-        ):
+        if msg.type == aiohttp.WSMsgType.CLOSE:
+            return int(msg.data)
+        if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
             return ws.close_code
         if msg.type == aiohttp.WSMsgType.ERROR:
-            return ws.close_code
+            return None
 
 
 async def send(ws: aiohttp.ClientWebSocketResponse, **msg: Any) -> dict[str, Any]:

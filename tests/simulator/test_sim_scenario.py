@@ -90,7 +90,7 @@ def test_duplicate_keys_and_yaml_syntax():
     assert "the file is empty" in _error("")
 
 
-def test_delivery_fault_params_are_free_scalars():
+def test_delivery_fault_params_are_checked_and_defaulted():
     text = GOOD + "  - {name: x, condition: total_mps > 1}\n"
     sc = parse_scenario(
         text.replace(
@@ -99,11 +99,21 @@ def test_delivery_fault_params_are_free_scalars():
         )
     )
     assert [f.type for f in sc.faults] == ["spike", "latency"]
-    assert sc.faults[1].params == {"delay_ms": 500}
+    assert sc.faults[1].params == {"delay_ms": 500.0, "jitter_ms": 50.0, "distribution": "normal"}
     msg = _error(
-        GOOD.replace("faults:\n", "faults:\n  - {at: 2m, type: latency, params: {x: [1]}}\n")
+        GOOD.replace(
+            "faults:\n", "faults:\n  - {at: 2m, type: latency, duration: 1m, params: {x: 1}}\n"
+        )
     )
-    assert "faults[0].params.x" in msg and "expected a scalar" in msg
+    assert "faults[0].params.x" in msg and "unknown parameter" in msg and "delay_ms" in msg
+    msg = _error(
+        GOOD.replace(
+            "faults:\n", "faults:\n  - {at: 2m, type: close_connections, params: {code: 1006}}\n"
+        )
+    )
+    assert "faults[0].params.code" in msg and "close code" in msg
+    msg = _error(GOOD.replace("faults:\n", "faults:\n  - {at: 2m, type: pause_delivery}\n"))
+    assert "faults[0].duration" in msg and "needs a duration" in msg
 
 
 def test_bundled_scenarios_listed_and_loadable():
