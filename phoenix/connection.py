@@ -34,14 +34,35 @@ _HEAD2 = struct.Struct("!BBH").pack
 _HEAD8 = struct.Struct("!BBQ").pack
 
 
+class _LastFrame:
+    """The last payload framed. The hub hands one bytes object to every subscriber of an
+    event, so this frames each event once, not once per client (checked by identity;
+    holding the payload keeps its id from being reused)."""
+
+    __slots__ = ("payload", "frame")
+
+    def __init__(self) -> None:
+        self.payload = b""
+        self.frame = b"\x81\x00"
+
+
+_last = _LastFrame()
+
+
 def text_frame(payload: bytes) -> bytes:
     """The whole WebSocket frame (header + payload) for a server-to-client text message."""
+    last = _last
+    if payload is last.payload:
+        return last.frame
     n = len(payload)
     if n < 126:
-        return _HEAD1(0x81, n) + payload
-    if n < 65536:
-        return _HEAD2(0x81, 126, n) + payload
-    return _HEAD8(0x81, 127, n) + payload
+        frame = _HEAD1(0x81, n) + payload
+    elif n < 65536:
+        frame = _HEAD2(0x81, 126, n) + payload
+    else:
+        frame = _HEAD8(0x81, 127, n) + payload
+    last.payload, last.frame = payload, frame
+    return frame
 
 
 class Delays(Protocol):
@@ -69,6 +90,8 @@ class Connection:
         "_transport",
         "_delays",
         "serial",
+        "_direct",
+        "_high_water",
     )
 
     def __init__(
@@ -100,6 +123,10 @@ class Connection:
         self._transport = transport
         self._delays = delays
         self.serial = 0
+        # Writing past aiohttp's writer is only right for frames it would send as they
+        # are: not compressed (compression keeps per-connection state in the writer).
+        self._direct = transport is not None and not ws.compress
+        self._high_water = transport.get_write_buffer_limits()[1] if transport else 0
 
     @property
     def queued(self) -> int:
@@ -108,8 +135,24 @@ class Connection:
     def offer(self, frame: bytes) -> None:
         if self.closing:
             return
-        if not self._queue and self._write_now(frame):
-            return
+        # The hot path of every fan-out: write to the socket now when that keeps order
+        # and respects backpressure. Nothing is queued (the writer task writes a frame in
+        # the same step it takes it from the queue, so every earlier frame is already in
+        # the transport), no latency fault holds frames, the socket is open with no close
+        # frame sent, and its write buffer is under the high-water mark (past it, frames
+        # queue and count towards eviction, as they would behind aiohttp's drain).
+        if not self._queue and self._direct and (transport := self._transport) is not None:
+            delays = self._delays
+            if (
+                (delays is None or delays.delay is None)
+                and not transport.is_closing()
+                and not self.ws.closed
+                and transport.get_write_buffer_size() <= self._high_water
+            ):
+                transport.write(text_frame(frame))
+                self.bytes_out += len(frame)
+                self.frames_out += 1
+                return
         if len(self._queue) >= self._limit:
             self._evict()
             return
@@ -158,26 +201,6 @@ class Connection:
         self.close(Close.TRY_AGAIN_LATER, "slow consumer: outbound queue full")
         if self._on_evict is not None:
             self._on_evict(self)
-
-    def _write_now(self, frame: bytes) -> bool:
-        """Write `frame` to the socket now if that keeps order and respects backpressure.
-
-        Called only with an empty queue: the writer task writes a frame in the same step
-        it takes it from the queue, so every earlier frame is already in the transport.
-        """
-        transport = self._transport
-        if (
-            not self._direct
-            or transport is None
-            or transport.is_closing()
-            or self.ws.closed  # a close frame is on its way: nothing may follow it
-            or transport.get_write_buffer_size() > self._high_water
-        ):
-            return False
-        transport.write(text_frame(frame))
-        self.bytes_out += len(frame)
-        self.frames_out += 1
-        return True
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -105,13 +105,23 @@ class Hub:
     def deliver(self, event: Published) -> int:
         """Fan out only (no history): `publish` uses it, and so does a duplicate fault."""
         stats = self.stats[event.channel]
-        delivered = 0
-        narrowed: dict[str, bytes] = {}
-        for sub, filters in list(self._subs[event.channel].items()):
-            if filters and not matches(filters, event.tags):
-                continue
-            sub.offer(self._frame_for(event, filters, narrowed))
-            delivered += 1
+        subs = list(self._subs[event.channel].items())
+        delivered = len(subs)
+        if event.narrow is None:
+            # The common case, kept lean (it runs once per subscriber): one frame for all.
+            frame, tags = event.frame, event.tags
+            for sub, filters in subs:
+                if filters and not matches(filters, tags):
+                    delivered -= 1
+                    continue
+                sub.offer(frame)
+        else:
+            narrowed: dict[str, bytes] = {}
+            for sub, filters in subs:
+                if filters and not matches(filters, event.tags):
+                    delivered -= 1
+                    continue
+                sub.offer(self._frame_for(event, filters, narrowed))
         stats.delivered += delivered
         return delivered
 

@@ -123,8 +123,10 @@ class Engine:
                 f"set_rate: per_second: expected a number in (0, 1000000], got {per_second!r}"
             )
         if channel == "agents":
-            online = max(1, int(self.fleet.online.sum()))
-            self._heartbeat = online / per_second
+            # Before the first tick no agent is online yet: size the interval for the
+            # fleet the scenario starts with.
+            online = int(self.fleet.online.sum()) or self.scenario.fleet.agents
+            self._heartbeat = max(1, online) / per_second
             # Count the new schedule from the last tick run, for every agent.
             self.fleet.hb_anchor[:] = self._tick - 1
         elif channel == "metrics":

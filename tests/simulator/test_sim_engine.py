@@ -258,3 +258,14 @@ def test_snapshot_matches_events(demo):
     agent = snap["agents"][0]
     assert set(agent) >= {"agent_id", "hostname", "version", "capabilities", "status", "metrics"}
     assert agent["agent_id"] == "agent-prod-app-001"
+
+
+def test_set_rate_before_the_first_tick_uses_the_starting_fleet(demo):
+    # What `phoenix serve --rate agents=N/s` does: set the rate before anything ran.
+    eng = Engine(demo, seed=7, start=START)
+    eng.set_rate("agents", 600)
+    events = eng.advance_to(START + 20)
+    beats = sum(e.name == "agent.heartbeat" for e in events[len(events) // 2 :])
+    per_second = sum(e.name == "agent.heartbeat" for e in events if e.time > START + 10) / 10
+    assert per_second == pytest.approx(600, rel=0.05)
+    assert beats > 0
