@@ -1,0 +1,1283 @@
+/* Phoenix simulator page: connects to /ws by itself and shows the fleet, experiments,
+ * deployments, alerts and cost live, with a bounded event log and (for an admin token)
+ * the simulation controls.
+ *
+ * Flow: get a token (a pasted one from sessionStorage, else a viewer token from
+ * POST /api/token on loopback) -> open /ws -> load the HTTP snapshots -> subscribe with
+ * `since` = the snapshots' last event id, so nothing between the snapshot and the
+ * subscription is lost -> apply events. Reconnects with the reference's backoff:
+ * delay = min(1000 * 2^attempts, 30000) ms.
+ *
+ * Data from the server is only ever put in the page with textContent / createElement:
+ * never as HTML.
+ */
+(function () {
+  "use strict";
+
+  const CHANNELS = ["experiments", "metrics", "agents", "deployments", "alerts", "cost-flow"];
+  const LOG_MAX = 200;
+  const HISTORY_MAX = 1500; // chart points kept per experiment
+  const RECENT_MAX = 6; // joins/leaves, finished deployments, resolved alerts shown
+  const DEDUPE_MAX = 5000;
+  const POLL_MS = 3000;
+  const PING_MS = 20000;
+  const REQUEST_TIMEOUT_MS = 10000;
+  const TOKEN_KEY = "phoenix.token";
+  const DONE_DEPLOYMENT = new Set(["active", "completed", "failed", "rolled_back", "cancelled"]);
+  const CLOSE_MEANING = {
+    1000: "normal closure",
+    1001: "server going away",
+    1006: "connection lost",
+    1009: "message too big",
+    1011: "server error",
+    1013: "slow consumer, try again later",
+    4001: "unauthorized",
+    4029: "rate limited",
+  };
+
+  const body = document.body;
+  const PAGE_TOKEN = body.dataset.pageToken === "true";
+  const $ = (id) => document.getElementById(id);
+
+  // --- small DOM helpers (text only) -------------------------------------------------
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function badge(text) {
+    const b = el("span", "badge", text);
+    // Only well-formed status words become a class; anything else stays plain text.
+    if (typeof text === "string" && /^[a-z_]{1,32}$/.test(text)) b.classList.add(text);
+    return b;
+  }
+
+  function progressBar(fraction, label, cls) {
+    const pct = Math.max(0, Math.min(100, Math.round((Number(fraction) || 0) * 100)));
+    const bar = el("div", "bar" + (cls ? " " + cls : ""));
+    bar.setAttribute("role", "progressbar");
+    bar.setAttribute("aria-valuemin", "0");
+    bar.setAttribute("aria-valuemax", "100");
+    bar.setAttribute("aria-valuenow", String(pct));
+    bar.setAttribute("aria-label", label);
+    const fill = el("span");
+    fill.style.width = pct + "%";
+    bar.append(fill);
+    return bar;
+  }
+
+  function fillList(list, items, emptyText) {
+    if (!items.length) {
+      list.replaceChildren(el("li", "empty", emptyText));
+    } else {
+      list.replaceChildren(...items);
+    }
+  }
+
+  // --- formatting ----------------------------------------------------------------------
+
+  const usd = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" });
+
+  function num(n) {
+    if (typeof n !== "number" || !isFinite(n)) return "—";
+    const a = Math.abs(n);
+    if (a >= 1e9) return (n / 1e9).toFixed(2) + "G";
+    if (a >= 1e6) return (n / 1e6).toFixed(2) + "M";
+    if (a >= 1e4) return (n / 1e3).toFixed(1) + "k";
+    if (a >= 100 || Number.isInteger(n)) return String(Math.round(n));
+    if (a < 0.01) return n.toExponential(2);
+    return n.toPrecision(3);
+  }
+  const money = (n) => (typeof n === "number" && isFinite(n) ? usd.format(n) : "—");
+  const pct = (r) => (typeof r === "number" && isFinite(r) ? (r * 100).toFixed(1) + "%" : "—");
+
+  function parseTime(iso) {
+    const t = Date.parse(iso);
+    return isNaN(t) ? null : t;
+  }
+  function clock(ms) {
+    return ms === null ? "—" : new Date(ms).toISOString().slice(11, 19);
+  }
+  function stamp(ms) {
+    return ms === null ? "—" : new Date(ms).toISOString().slice(0, 19).replace("T", " ") + "Z";
+  }
+  function seqOf(id) {
+    const m = typeof id === "string" && /^evt-(\d+)$/.exec(id);
+    return m ? Number(m[1]) : 0;
+  }
+
+  // --- state ---------------------------------------------------------------------------
+
+  const state = {
+    experiments: new Map(),
+    history: new Map(), // experiment id -> {t: [], b: [], c: []}
+    agents: new Map(),
+    global: null, // metrics.update global part
+    fleetChanges: [],
+    deployments: new Map(),
+    deploymentsDone: [],
+    alerts: new Map(),
+    resolved: [],
+    anomalies: [],
+    cost: null,
+    sim: null, // GET /api/sim
+    simTime: null, // ms
+  };
+
+  function resetState() {
+    state.experiments.clear();
+    state.history.clear();
+    state.agents.clear();
+    state.global = null;
+    state.fleetChanges = [];
+    state.deployments.clear();
+    state.deploymentsDone = [];
+    state.alerts.clear();
+    state.resolved = [];
+    state.anomalies = [];
+    state.cost = null;
+    chartDirty = true;
+  }
+
+  function pushRecent(list, item, max) {
+    list.unshift(item);
+    if (list.length > (max || RECENT_MAX)) list.length = max || RECENT_MAX;
+  }
+
+  function noteTime(iso, force) {
+    const t = parseTime(iso);
+    if (t === null) return;
+    if (force || state.simTime === null || t > state.simTime) {
+      state.simTime = t;
+      touch("clock");
+    }
+  }
+
+  function experiment(id) {
+    let exp = state.experiments.get(id);
+    if (!exp) {
+      exp = { id: id, name: id, status: "created" };
+      state.experiments.set(id, exp);
+      touch("expList");
+    }
+    return exp;
+  }
+
+  function addPoint(id, iso, metrics) {
+    const t = parseTime(iso);
+    if (t === null || !metrics) return;
+    const b = metrics.baseline_mps;
+    const c = metrics.candidate_mps;
+    // Nothing measured yet (created, deploying): no point, rather than a dive to zero.
+    if (!(b > 0) && !(c > 0)) return;
+    let h = state.history.get(id);
+    if (!h) {
+      h = { t: [], b: [], c: [] };
+      state.history.set(id, h);
+    }
+    const x = t / 1000;
+    const last = h.t.length - 1;
+    if (last >= 0 && x < h.t[last]) return; // out of order: keep the x axis sorted
+    if (last >= 0 && h.t[last] === x) {
+      h.b[last] = typeof b === "number" ? b : null;
+      h.c[last] = typeof c === "number" ? c : null;
+    } else {
+      h.t.push(x);
+      h.b.push(typeof b === "number" ? b : null);
+      h.c.push(typeof c === "number" ? c : null);
+      if (h.t.length > HISTORY_MAX) {
+        h.t.shift();
+        h.b.shift();
+        h.c.shift();
+      }
+    }
+    if (id === chartExp) chartDirty = true;
+  }
+
+  function applySnapshot(snap) {
+    resetState();
+    for (const e of snap.experiments.experiments || []) {
+      if (!e || typeof e.id !== "string") continue;
+      state.experiments.set(e.id, Object.assign({}, e));
+      addPoint(e.id, snap.experiments.as_of, e.metrics);
+    }
+    for (const a of snap.agents.agents || []) {
+      if (!a || typeof a.agent_id !== "string") continue;
+      state.agents.set(a.agent_id, Object.assign({}, a));
+      if (a.status === "offline") state.fleetChanges.push({ kind: "leave", at: a.last_seen, data: a });
+    }
+    state.fleetChanges.sort((x, y) => (parseTime(y.at) || 0) - (parseTime(x.at) || 0));
+    state.fleetChanges.length = Math.min(state.fleetChanges.length, RECENT_MAX);
+    for (const d of snap.deployments.deployments || []) {
+      if (!d || typeof d.deployment_id !== "string") continue;
+      if (DONE_DEPLOYMENT.has(d.status)) state.deploymentsDone.push(d);
+      else state.deployments.set(d.deployment_id, Object.assign({}, d));
+    }
+    state.deploymentsDone = state.deploymentsDone.slice(-RECENT_MAX).reverse();
+    for (const a of snap.alerts.alerts || []) {
+      if (!a || typeof a.alert_id !== "string") continue;
+      if (a.status === "resolved" || a.resolved_at) pushRecent(state.resolved, a);
+      else state.alerts.set(a.alert_id, Object.assign({}, a));
+    }
+    touch("all");
+  }
+
+  // One event -> state. Unknown events only reach the log.
+  function apply(msg) {
+    const d = msg.data && typeof msg.data === "object" ? msg.data : {};
+    switch (msg.event) {
+      case "experiment.created":
+      case "experiment.started":
+      case "experiment.updated":
+      case "experiment.completed":
+      case "experiment.failed": {
+        if (typeof d.id !== "string") return;
+        const exp = experiment(d.id);
+        const before = exp.name;
+        Object.assign(exp, d);
+        if (d.metrics) addPoint(d.id, msg.timestamp, d.metrics);
+        if (msg.event === "experiment.completed") exp.progress = 1;
+        if (exp.name !== before || msg.event === "experiment.created") touch("expList");
+        touch("experiments", "cost");
+        return;
+      }
+      case "metrics.update": {
+        if (d.global) state.global = d.global;
+        const exps = d.experiments && typeof d.experiments === "object" ? d.experiments : {};
+        for (const id of Object.keys(exps)) {
+          const exp = experiment(id);
+          exp.metrics = Object.assign({}, exp.metrics, exps[id]);
+          addPoint(id, d.timestamp || msg.timestamp, exps[id]);
+        }
+        touch("fleet", "experiments");
+        return;
+      }
+      case "metrics.anomaly":
+        pushRecent(state.anomalies, Object.assign({ at: msg.timestamp }, d));
+        touch("alerts");
+        return;
+      case "agent.connected":
+        if (typeof d.agent_id !== "string") return;
+        state.agents.set(d.agent_id, Object.assign({ status: "healthy" }, state.agents.get(d.agent_id), d, { status: "healthy" }));
+        pushRecent(state.fleetChanges, { kind: "join", at: msg.timestamp, data: d });
+        touch("fleet");
+        return;
+      case "agent.heartbeat": {
+        if (typeof d.agent_id !== "string") return;
+        const agent = state.agents.get(d.agent_id);
+        if (agent) Object.assign(agent, d);
+        else state.agents.set(d.agent_id, Object.assign({}, d));
+        touch("fleet");
+        return;
+      }
+      case "agent.disconnected":
+        if (typeof d.agent_id !== "string") return;
+        state.agents.set(d.agent_id, Object.assign({}, state.agents.get(d.agent_id), d, { status: "offline" }));
+        pushRecent(state.fleetChanges, { kind: "leave", at: msg.timestamp, data: d });
+        touch("fleet");
+        return;
+      case "deployment.started":
+        if (typeof d.deployment_id !== "string") return;
+        state.deployments.set(
+          d.deployment_id,
+          Object.assign({ status: "deploying", completed: 0, failed: 0, total: d.agent_count }, d)
+        );
+        touch("deployments");
+        return;
+      case "deployment.progress": {
+        if (typeof d.deployment_id !== "string") return;
+        const dep = state.deployments.get(d.deployment_id);
+        if (dep) Object.assign(dep, d);
+        else state.deployments.set(d.deployment_id, Object.assign({ status: "deploying" }, d));
+        touch("deployments");
+        return;
+      }
+      case "deployment.completed": {
+        if (typeof d.deployment_id !== "string") return;
+        const dep = Object.assign({}, state.deployments.get(d.deployment_id), d);
+        state.deployments.delete(d.deployment_id);
+        pushRecent(state.deploymentsDone, dep);
+        touch("deployments");
+        return;
+      }
+      case "alert.triggered":
+        if (typeof d.alert_id !== "string") return;
+        state.alerts.set(d.alert_id, Object.assign({ triggered_at: msg.timestamp }, d));
+        touch("alerts");
+        return;
+      case "alert.resolved": {
+        if (typeof d.alert_id !== "string") return;
+        const alert = Object.assign({}, state.alerts.get(d.alert_id), d);
+        state.alerts.delete(d.alert_id);
+        pushRecent(state.resolved, alert);
+        touch("alerts");
+        return;
+      }
+      case "cost.update":
+        state.cost = d;
+        touch("cost");
+        return;
+      default:
+        return;
+    }
+  }
+
+  // --- rendering (batched once per frame) --------------------------------------------------
+
+  // At most RENDER_MS apart: a firehose scenario sends thousands of events a second and
+  // the page must keep reading them (or the server drops it as a slow consumer); the DOM
+  // only needs to change a few times a second. rAF skips the work in a hidden tab.
+  const RENDER_MS = 250;
+  const dirty = new Set();
+  let renderQueued = false;
+  let chartDirty = false;
+  let lastRender = 0;
+
+  function touch() {
+    for (const part of arguments) dirty.add(part);
+    if (!renderQueued) {
+      renderQueued = true;
+      const wait = Math.max(0, lastRender + RENDER_MS - performance.now());
+      setTimeout(() => requestAnimationFrame(render), wait);
+    }
+  }
+
+  function render() {
+    renderQueued = false;
+    lastRender = performance.now();
+    const all = dirty.has("all");
+    if (all || dirty.has("clock")) renderClock();
+    if (all || dirty.has("sim")) renderSim();
+    if (all || dirty.has("fleet")) renderFleet();
+    if (all || dirty.has("expList")) renderExperimentChoices();
+    if (all || dirty.has("experiments")) {
+      renderExperiments();
+      pickChartExperiment();
+    }
+    if (all || dirty.has("deployments")) renderDeployments();
+    if (all || dirty.has("alerts")) renderAlerts();
+    if (all || dirty.has("cost") || dirty.has("experiments")) renderCost();
+    if (all || dirty.has("log")) flushLog();
+    dirty.clear();
+    if (chartDirty) renderChart();
+  }
+
+  function renderClock() {
+    $("sim-time").textContent = stamp(state.simTime);
+    if (state.simTime !== null) $("sim-time").setAttribute("datetime", new Date(state.simTime).toISOString());
+  }
+
+  function renderSim() {
+    const s = state.sim;
+    const mode = $("sim-mode");
+    mode.hidden = !s;
+    if (!s) return;
+    mode.textContent = s.finished ? "finished" : s.paused ? "paused" : "×" + s.speed;
+    $("scenario-name").textContent = s.scenario || "";
+    const parts = [
+      "Scenario " + (s.scenario || "?"),
+      "seed " + (s.seed === null || s.seed === undefined ? "—" : s.seed),
+      "speed ×" + s.speed,
+      s.finished ? "finished" : s.paused ? "paused" : "running",
+    ];
+    if (s.lag_seconds > 0.5) parts.push("lagging " + s.lag_seconds + " s");
+    $("sim-summary").textContent = parts.join(" · ");
+  }
+
+  function renderFleet() {
+    let active = 0;
+    let healthy = 0;
+    for (const a of state.agents.values()) {
+      if (a.status !== "offline") active++;
+      if (a.status === "healthy") healthy++;
+    }
+    const g = state.global || {};
+    $("fleet-active").textContent =
+      typeof g.active_agents === "number" ? String(g.active_agents) : state.agents.size ? String(active) : "—";
+    $("fleet-healthy").textContent = state.agents.size ? String(healthy) : "—";
+    $("fleet-mps").textContent = num(g.total_mps);
+    $("fleet-series").textContent = num(g.total_series);
+    const items = state.fleetChanges.map((c) => {
+      const d = c.data;
+      const li = el("li");
+      li.append(el("span", "muted", clock(parseTime(c.at)) + " "));
+      if (c.kind === "join") {
+        li.append(el("span", null, "+ " + (d.hostname || d.agent_id) + " joined" + (d.version ? " (v" + d.version + ")" : "")));
+      } else {
+        const known = state.agents.get(d.agent_id);
+        let text = "− " + (d.hostname || (known && known.hostname) || d.agent_id) + " left";
+        if (typeof d.tasks_reassigned === "number") text += " · " + d.tasks_reassigned + " tasks reassigned";
+        li.append(el("span", null, text));
+      }
+      return li;
+    });
+    fillList($("fleet-changes"), items, "No changes yet.");
+  }
+
+  function visibleExperiments() {
+    const all = Array.from(state.experiments.values());
+    return filterExp ? all.filter((e) => e.id === filterExp) : all;
+  }
+
+  function renderExperiments() {
+    const items = visibleExperiments().map((e) => {
+      const li = el("li");
+      li.dataset.experimentId = e.id;
+      const head = el("div", "row-head");
+      head.append(el("strong", "exp-name", e.name), el("span", "meta", e.id), badge(e.status));
+      li.append(head);
+      const done = e.status === "completed";
+      const bad = e.status === "failed" || e.status === "rolled_back" || e.status === "cancelled";
+      li.append(progressBar(e.progress, "Progress of " + e.name, done ? "done" : bad ? "bad" : ""));
+      const m = e.metrics || {};
+      li.append(
+        el(
+          "p",
+          "meta",
+          Math.round((Number(e.progress) || 0) * 100) + "% · baseline " + num(m.baseline_mps) +
+            " mps · candidate " + num(m.candidate_mps) + " mps · reduction " + pct(m.reduction_rate)
+        )
+      );
+      if (e.winner) {
+        const f = e.final_metrics || {};
+        const parts = ["Winner: " + e.winner];
+        if (typeof f.total_reduction === "number") parts.push("reduction " + pct(f.total_reduction));
+        if (typeof f.cost_saved_usd === "number") parts.push("saved " + money(f.cost_saved_usd));
+        if (typeof f.duration_hours === "number") parts.push(f.duration_hours + " h");
+        li.append(el("p", "outcome " + (e.winner === "candidate" ? "win" : "lose"), parts.join(" · ")));
+      }
+      if (e.error) {
+        li.append(
+          el("p", "outcome lose", "Failed: " + e.error + (e.rollback_initiated ? " · rollback initiated" : ""))
+        );
+      }
+      return li;
+    });
+    fillList($("experiments"), items, filterExp ? "No experiment " + filterExp + " yet." : "No experiments yet.");
+    $("exp-filter-note").textContent = filterExp ? "(filtered to " + filterExp + ")" : "";
+  }
+
+  // The <select>s and the datalist only change when the set of experiments does, so a
+  // user who is choosing is not interrupted by every update.
+  let choicesKey = "";
+  function renderExperimentChoices() {
+    const exps = Array.from(state.experiments.values());
+    const key = JSON.stringify(exps.map((e) => [e.id, e.name]));
+    if (key !== choicesKey) {
+      choicesKey = key;
+      refill($("chart-exp"), "(no experiment)", exps, chartExp);
+      refill($("exp-filter"), "All experiments", exps, filterExp);
+      const targets = [el("option")];
+      targets[0].value = "global";
+      for (const e of exps) {
+        const o = el("option");
+        o.value = e.id;
+        targets.push(o);
+      }
+      $("fault-targets").replaceChildren(...targets);
+    }
+    pickChartExperiment();
+  }
+
+  function refill(select, emptyLabel, exps, selected) {
+    const options = [new Option(emptyLabel, "")];
+    for (const e of exps) options.push(new Option(e.name === e.id ? e.id : e.id + ": " + e.name, e.id));
+    if (selected && !exps.some((e) => e.id === selected)) options.push(new Option(selected, selected));
+    select.replaceChildren(...options);
+    select.value = selected || "";
+  }
+
+  function renderDeployments() {
+    const items = Array.from(state.deployments.values()).map((d) => {
+      const li = el("li");
+      const head = el("div", "row-head");
+      head.append(el("strong", null, d.deployment_id), badge(d.variant || "?"), badge(d.status || "deploying"));
+      li.append(head);
+      const total = Number(d.total || d.agent_count) || 0;
+      const doneCount = (Number(d.completed) || 0) + (Number(d.failed) || 0);
+      li.append(progressBar(total ? doneCount / total : 0, "Deployment " + d.deployment_id));
+      const where = [d.pipeline_id, d.experiment_id].filter(Boolean).join(" · ");
+      li.append(
+        el("p", "meta", (d.completed || 0) + "/" + (total || "?") + " agents · " + (d.failed || 0) + " failed" + (where ? " · " + where : ""))
+      );
+      return li;
+    });
+    fillList($("deployments"), items, "No deployment in progress.");
+    const done = state.deploymentsDone.map((d) => {
+      const li = el("li");
+      li.append(badge(d.status || "done"));
+      let text = " " + d.deployment_id;
+      if (d.variant) text += " (" + d.variant + ")";
+      if (typeof d.duration_seconds === "number") text += " in " + d.duration_seconds + " s";
+      if (typeof d.agent_count === "number") text += " · " + d.agent_count + " agents";
+      li.append(el("span", null, text));
+      return li;
+    });
+    fillList($("deployments-done"), done, "None yet.");
+  }
+
+  function renderAlerts() {
+    const firing = Array.from(state.alerts.values()).map((a) => {
+      const li = el("li");
+      const head = el("div", "row-head");
+      head.append(el("strong", null, a.name || a.alert_id), badge(a.severity || "warning"));
+      li.append(head);
+      const parts = [];
+      if (a.experiment_id) parts.push(a.experiment_id);
+      if (a.condition) parts.push(a.condition);
+      if (a.current_value !== undefined) parts.push("value " + num(a.current_value));
+      if (a.triggered_at) parts.push("since " + clock(parseTime(a.triggered_at)));
+      li.append(el("p", "meta", parts.join(" · ")));
+      return li;
+    });
+    fillList($("alerts-firing"), firing, "No alert firing.");
+    const anomalies = state.anomalies.map((a) => {
+      const li = el("li");
+      li.append(badge(a.severity || "warning"));
+      const det = a.details || {};
+      let text = " " + clock(parseTime(a.at)) + " " + (a.experiment_id || "") + " " + (a.type || "anomaly");
+      if (det.metric) text += ": " + det.metric + " " + num(det.actual_value);
+      if (Array.isArray(det.expected_range) && det.expected_range.length === 2) {
+        text += " (expected " + num(det.expected_range[0]) + "–" + num(det.expected_range[1]) + ")";
+      }
+      li.append(el("span", null, text));
+      return li;
+    });
+    fillList($("anomalies"), anomalies, "None detected.");
+    const resolved = state.resolved.map((a) => {
+      let text = (a.name || a.alert_id) + " resolved";
+      if (typeof a.duration_minutes === "number") text += " after " + a.duration_minutes + " min";
+      if (a.resolved_at) text += " at " + clock(parseTime(a.resolved_at));
+      return el("li", null, text);
+    });
+    fillList($("alerts-resolved"), resolved, "None yet.");
+  }
+
+  function renderCost() {
+    const c = state.cost || {};
+    $("cost-now").textContent = money(c.optimized_cost_per_hour);
+    $("cost-baseline").textContent = money(c.baseline_cost_per_hour);
+    let savings = money(c.savings_per_hour);
+    if (typeof c.savings_per_hour === "number" && c.baseline_cost_per_hour > 0) {
+      savings += " (" + pct(c.savings_per_hour / c.baseline_cost_per_hour) + ")";
+    }
+    $("cost-savings").textContent = savings;
+    let saved = 0;
+    let any = false;
+    for (const e of state.experiments.values()) {
+      const v = e.final_metrics && e.final_metrics.cost_saved_usd;
+      if (typeof v === "number") {
+        saved += v;
+        any = true;
+      }
+    }
+    $("cost-saved").textContent = any ? money(saved) : "—";
+    const opts = Array.isArray(c.active_optimizations) ? c.active_optimizations : [];
+    $("cost-contrib").replaceChildren(
+      ...opts.map((o) => el("li", null, (o.experiment_id || "?") + " saves " + money(o.contribution_usd) + "/h"))
+    );
+  }
+
+  // --- chart (uPlot) -------------------------------------------------------------------------
+
+  let chart = null;
+  let chartExp = ""; // experiment on the chart
+  let chartChosen = false; // the user picked one: stop following the live experiment
+
+  function pickChartExperiment() {
+    let want = chartExp;
+    if (filterExp) want = filterExp;
+    else if (!chartChosen || !state.experiments.has(want)) {
+      const exps = Array.from(state.experiments.values());
+      const live = exps.find((e) => ["running", "deploying", "initializing", "analyzing"].includes(e.status));
+      want = live ? live.id : exps.length ? exps[exps.length - 1].id : "";
+      if (chartChosen && chartExp && !state.experiments.has(chartExp)) chartChosen = false;
+    }
+    if (want !== chartExp) {
+      chartExp = want;
+      chartDirty = true;
+    }
+    if ($("chart-exp").value !== chartExp) $("chart-exp").value = chartExp;
+  }
+
+  function chartWidth() {
+    return Math.max(200, $("chart").clientWidth || 300);
+  }
+
+  function makeChart() {
+    if (!window.uPlot) {
+      $("chart-note").textContent = "The chart library did not load (run `make setup`, which installs uPlot).";
+      return null;
+    }
+    const axisValues = (u, splits) => splits.map(num);
+    const value = (u, v) => (v === null || v === undefined ? "—" : num(v) + " mps");
+    return new window.uPlot(
+      {
+        width: chartWidth(),
+        height: 240,
+        tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+        // At least a minute on the x axis, so one point does not make sub-second ticks.
+        scales: { x: { time: true, range: (u, min, max) => (max - min < 60 ? [max - 60, max] : [min, max]) }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+        series: [
+          {},
+          { label: "Baseline", stroke: "#6e7781", width: 2, value: value },
+          { label: "Candidate", stroke: "#1f6feb", width: 2, fill: "rgba(31,111,235,0.08)", value: value },
+        ],
+        axes: [{ space: 70, values: (u, splits) => splits.map((ts) => clock(ts * 1000)) }, { values: axisValues, size: 56 }],
+        legend: { live: false },
+        cursor: { drag: { x: false, y: false } },
+      },
+      [[], [], []],
+      $("chart")
+    );
+  }
+
+  function renderChart() {
+    chartDirty = false;
+    if (!chart) chart = makeChart();
+    if (!chart) return;
+    const h = state.history.get(chartExp);
+    chart.setData(h ? [h.t.slice(), h.b.slice(), h.c.slice()] : [[], [], []]);
+    const exp = state.experiments.get(chartExp);
+    $("chart").setAttribute(
+      "aria-label",
+      exp ? "Baseline and candidate metrics per second of " + exp.name : "No experiment to chart"
+    );
+  }
+
+  if (window.ResizeObserver) {
+    new ResizeObserver(() => {
+      if (chart) chart.setSize({ width: chartWidth(), height: 240 });
+    }).observe($("chart"));
+  }
+
+  $("chart-exp").addEventListener("change", (ev) => {
+    chartExp = ev.target.value;
+    chartChosen = chartExp !== "";
+    chartDirty = true;
+    touch("chart");
+  });
+
+  // --- the event log -----------------------------------------------------------------------
+
+  let pendingLog = [];
+
+  function summary(msg) {
+    const d = msg.data && typeof msg.data === "object" ? msg.data : {};
+    switch (msg.event) {
+      case "experiment.created":
+        return d.id + " created: " + d.name;
+      case "experiment.started":
+        return d.id + " " + d.status + (d.deployment_count !== undefined ? " · " + d.deployment_count + " deployments" : "");
+      case "experiment.updated": {
+        const m = d.metrics || {};
+        return d.id + " " + d.status + " " + Math.round((Number(d.progress) || 0) * 100) + "% · reduction " + pct(m.reduction_rate);
+      }
+      case "experiment.completed":
+        return d.id + " completed · winner " + d.winner;
+      case "experiment.failed":
+        return d.id + " failed: " + d.error + (d.rollback_initiated ? " · rollback" : "");
+      case "metrics.update": {
+        const g = d.global || {};
+        return num(g.total_mps) + " mps · " + num(g.total_series) + " series · " + g.active_agents + " agents";
+      }
+      case "metrics.anomaly":
+        return (d.experiment_id || "") + " " + d.type + " (" + d.severity + ")";
+      case "agent.connected":
+        return d.agent_id + " (" + d.hostname + ") v" + d.version;
+      case "agent.heartbeat": {
+        const m = d.metrics || {};
+        return d.agent_id + " " + d.status + " · cpu " + m.cpu_percent + "% · " + num(m.metrics_per_second) + " mps";
+      }
+      case "agent.disconnected":
+        return d.agent_id + " · " + d.tasks_reassigned + " tasks reassigned";
+      case "deployment.started":
+        return d.deployment_id + " " + d.variant + " " + d.pipeline_id + " → " + d.agent_count + " agents";
+      case "deployment.progress":
+        return d.deployment_id + " " + d.completed + "/" + d.total + " · " + d.failed + " failed";
+      case "deployment.completed":
+        return d.deployment_id + " " + d.status + " in " + d.duration_seconds + " s";
+      case "alert.triggered":
+        return d.name + " (" + d.severity + ") " + d.condition + " = " + num(d.current_value);
+      case "alert.resolved":
+        return d.alert_id + " resolved after " + d.duration_minutes + " min";
+      case "cost.update":
+        return money(d.optimized_cost_per_hour) + "/h · saving " + money(d.savings_per_hour) + "/h";
+      default: {
+        const text = JSON.stringify(d);
+        return text.length > 200 ? text.slice(0, 200) + "…" : text;
+      }
+    }
+  }
+
+  // `text` may be a function: summaries are only built for lines that reach the screen.
+  function logLine(kind, time, channel, event, text) {
+    pendingLog.push({ kind: kind, time: time, channel: channel, event: event, text: text });
+    if (pendingLog.length > 2 * LOG_MAX) pendingLog.splice(0, pendingLog.length - LOG_MAX);
+    touch("log");
+  }
+
+  function logSystem(text, isError) {
+    logLine(isError ? "err" : "sys", state.simTime, isError ? "error" : "page", "", text);
+  }
+
+  function flushLog() {
+    if (!pendingLog.length) return;
+    const log = $("log");
+    const frag = document.createDocumentFragment();
+    const first = Math.max(0, pendingLog.length - LOG_MAX);
+    for (let i = pendingLog.length - 1; i >= first; i--) {
+      const p = pendingLog[i];
+      const text = typeof p.text === "function" ? p.text() : p.text;
+      const li = el("li", p.kind === "event" ? null : p.kind);
+      const time = clock(typeof p.time === "string" ? parseTime(p.time) : p.time);
+      li.append(el("span", "t", time), el("span", "ch", p.channel), el("span", "ev", p.event), el("span", "sum", text));
+      frag.append(li);
+    }
+    pendingLog = [];
+    log.prepend(frag);
+    while (log.childElementCount > LOG_MAX) log.lastElementChild.remove();
+  }
+
+  $("log-clear").addEventListener("click", () => {
+    pendingLog = [];
+    $("log").replaceChildren();
+  });
+
+  // --- tokens ------------------------------------------------------------------------------
+
+  const auth = {
+    auto: null, // {token, until}: the viewer token from POST /api/token
+    autoRefused: !PAGE_TOKEN,
+    pasted: null,
+  };
+  try {
+    auth.pasted = sessionStorage.getItem(TOKEN_KEY);
+  } catch (e) {
+    auth.pasted = null;
+  }
+
+  function claimsOf(token) {
+    // For the page's own display only (role, expiry): the server verifies the signature.
+    try {
+      const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const claims = JSON.parse(atob(part + "===".slice((part.length + 3) % 4)));
+      return claims && typeof claims === "object" ? claims : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function pastedUsable() {
+    if (!auth.pasted) return false;
+    const c = claimsOf(auth.pasted);
+    return !(c && typeof c.exp === "number" && c.exp * 1000 < Date.now());
+  }
+
+  function isAdmin() {
+    if (!pastedUsable()) return false;
+    const c = claimsOf(auth.pasted);
+    return !!c && c.role === "admin";
+  }
+
+  class NeedToken extends Error {}
+
+  async function getToken() {
+    if (pastedUsable()) return auth.pasted;
+    if (auth.auto && auth.auto.until > Date.now() + 30000) return auth.auto.token;
+    auth.auto = null;
+    if (auth.autoRefused) throw new NeedToken("no token");
+    const res = await fetch("/api/token", { method: "POST", cache: "no-store" });
+    if (res.status === 403) {
+      auth.autoRefused = true;
+      throw new NeedToken("the server only gives tokens to pages on loopback");
+    }
+    if (!res.ok) throw new Error("POST /api/token: HTTP " + res.status);
+    const json = await res.json();
+    auth.auto = { token: json.token, until: Date.now() + Number(json.expires_in) * 1000 };
+    return json.token;
+  }
+
+  async function api(method, path, payload) {
+    const token = await getToken();
+    const init = { method: method, cache: "no-store", headers: { Authorization: "Bearer " + token } };
+    if (payload !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(payload);
+    }
+    const res = await fetch(path, init);
+    let json = null;
+    try {
+      json = await res.json();
+    } catch (e) {
+      json = null;
+    }
+    if (!res.ok) {
+      const err = new Error((json && json.error) || "HTTP " + res.status);
+      err.status = res.status;
+      if (res.status === 401 && token !== auth.pasted) auth.auto = null;
+      throw err;
+    }
+    return json;
+  }
+
+  let tokenProblem = false; // an error about the token stays up until the user acts
+
+  function renderTokenStatus(message, isError) {
+    const status = $("token-status");
+    if (message === undefined && tokenProblem) message = status.textContent;
+    else tokenProblem = !!isError;
+    status.classList.toggle("error", tokenProblem);
+    if (message) {
+      status.textContent = message;
+    } else if (auth.pasted) {
+      const c = claimsOf(auth.pasted) || {};
+      const until = typeof c.exp === "number" ? " until " + new Date(c.exp * 1000).toLocaleTimeString() : "";
+      status.textContent = pastedUsable()
+        ? "Using the pasted " + (c.role || "viewer") + " token" + until + "."
+        : "The pasted token has expired: paste a new one.";
+    } else {
+      status.textContent = auth.autoRefused
+        ? "No token yet: paste one (phoenix token --role admin) to connect."
+        : "Using a viewer token from this server.";
+    }
+    const admin = isAdmin();
+    $("admin-controls").disabled = !admin;
+    $("admin-note").textContent = admin
+      ? ""
+      : auth.pasted && pastedUsable()
+        ? "(the pasted token is not an admin token)"
+        : "(admin token needed)";
+  }
+
+  $("token-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const value = $("token-input").value.trim();
+    if (value.split(".").length !== 3) {
+      renderTokenStatus("That does not look like a JWT (three dot-separated parts).", true);
+      return;
+    }
+    auth.pasted = value;
+    try {
+      sessionStorage.setItem(TOKEN_KEY, value);
+    } catch (e) {
+      /* private mode: keep it for this page only */
+    }
+    $("token-input").value = "";
+    tokenProblem = false;
+    renderTokenStatus();
+    if (!conn.ws) connectNow();
+  });
+
+  $("token-forget").addEventListener("click", () => {
+    auth.pasted = null;
+    try {
+      sessionStorage.removeItem(TOKEN_KEY);
+    } catch (e) {
+      /* nothing stored */
+    }
+    tokenProblem = false;
+    renderTokenStatus();
+  });
+
+  // --- the connection ----------------------------------------------------------------------
+
+  const conn = {
+    ws: null,
+    token: null,
+    attempts: 0,
+    timer: null,
+    ready: false, // snapshot loaded and subscribed
+    nextId: 1,
+    pending: new Map(), // message id -> {resolve, reject, timer}
+    subscribed: new Set(),
+    lastError: null,
+    syncGen: 0,
+    skipReplay: false, // after a 1013: a catch-up replay would overflow the queue again
+  };
+  // Dedupe: replays overlap the snapshot and a server may deliver twice (duplicate fault).
+  let floorSeq = 0;
+  const recentSeqs = new Set();
+  const lastSeq = {}; // channel -> highest event seq seen, for `since` on re-subscribe
+  let filterExp = "";
+
+  function setConn(kind, text) {
+    const node = $("conn");
+    node.dataset.state = kind;
+    $("conn-text").textContent = text;
+    $("reconnect-now").hidden = !(kind === "reconnecting" || kind === "closed");
+    $("token-link").hidden = kind !== "need-token";
+  }
+
+  function closeText(code, reason) {
+    const meaning = CLOSE_MEANING[code];
+    return "Closed " + code + (meaning ? " (" + meaning + ")" : "") + (reason ? ": " + reason : "");
+  }
+
+  function connectNow() {
+    conn.attempts = 0;
+    connect();
+  }
+
+  async function connect() {
+    clearTimeout(conn.timer);
+    conn.timer = null;
+    if (conn.ws) return;
+    setConn(conn.attempts ? "reconnecting" : "connecting", conn.attempts ? "Reconnecting…" : "Connecting…");
+    let token;
+    try {
+      token = await getToken();
+    } catch (e) {
+      if (e instanceof NeedToken) {
+        setConn("need-token", "Not connected: a token is needed");
+        renderTokenStatus();
+        return;
+      }
+      scheduleReconnect("Server unreachable");
+      return;
+    }
+    if (conn.ws) return;
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    const ws = new WebSocket(scheme + location.host + "/ws?token=" + encodeURIComponent(token));
+    conn.ws = ws;
+    conn.token = token;
+    conn.ready = false;
+    conn.lastError = null;
+    conn.subscribed.clear();
+    ws.onopen = () => {
+      if (conn.ws === ws) sync(false);
+    };
+    ws.onmessage = (ev) => {
+      if (conn.ws === ws) onFrame(ev.data);
+    };
+    ws.onclose = (ev) => {
+      if (conn.ws === ws) onClosed(ev, token);
+    };
+  }
+
+  function onClosed(ev, token) {
+    conn.ws = null;
+    conn.ready = false;
+    conn.subscribed.clear();
+    for (const p of conn.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new Error("connection closed"));
+    }
+    conn.pending.clear();
+    const err = conn.lastError;
+    const reason = ev.reason || (err && err.message) || "";
+    logSystem(closeText(ev.code, reason), ev.code !== 1000 && ev.code !== 1001);
+    conn.skipReplay = ev.code === 1013;
+    if (ev.code === 4001) {
+      const why = err && err.details && err.details.reason;
+      if (token === auth.pasted && why !== "expired") {
+        auth.pasted = null;
+        try {
+          sessionStorage.removeItem(TOKEN_KEY);
+        } catch (e) {
+          /* nothing stored */
+        }
+        renderTokenStatus("The server refused the pasted token (" + (why || "unauthorized") + ").", true);
+      } else if (token !== auth.pasted) {
+        auth.auto = null; // expired or from a restarted server: fetch a fresh one
+      } else {
+        renderTokenStatus();
+      }
+    }
+    scheduleReconnect(closeText(ev.code, reason));
+  }
+
+  function scheduleReconnect(why) {
+    clearTimeout(conn.timer);
+    const delay = Math.min(1000 * Math.pow(2, conn.attempts), 30000);
+    setConn(
+      "reconnecting",
+      why + " · reconnecting in " + Math.round(delay / 1000) + " s (attempt " + (conn.attempts + 1) + ")"
+    );
+    conn.timer = setTimeout(() => {
+      conn.attempts++;
+      connect();
+    }, delay);
+  }
+
+  $("reconnect-now").addEventListener("click", () => {
+    if (!conn.ws) connect();
+  });
+
+  function send(obj) {
+    if (conn.ws && conn.ws.readyState === WebSocket.OPEN) conn.ws.send(JSON.stringify(obj));
+  }
+
+  function request(obj) {
+    const id = "page-" + conn.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        conn.pending.delete(id);
+        reject(new Error("no answer to " + obj.type));
+      }, REQUEST_TIMEOUT_MS);
+      conn.pending.set(id, { resolve: resolve, reject: reject, timer: timer });
+      send(Object.assign({ id: id }, obj));
+    });
+  }
+
+  function settle(msg, ok) {
+    const p = msg.id && conn.pending.get(msg.id);
+    if (!p) return false;
+    conn.pending.delete(msg.id);
+    clearTimeout(p.timer);
+    if (ok) p.resolve(msg);
+    else {
+      const err = new Error((msg.error && msg.error.message) || "error");
+      err.code = msg.error && msg.error.code;
+      p.reject(err);
+    }
+    return true;
+  }
+
+  function filters() {
+    return filterExp ? { experiment_id: filterExp } : {};
+  }
+
+  function wantedChannels() {
+    return CHANNELS.filter((ch) => $("ch-" + ch).checked);
+  }
+
+  // Snapshot, then subscribe from the snapshot's last event id. With `resubscribe`, stop
+  // the live stream first so that no event older than the snapshot lands on top of it.
+  async function sync(resubscribe) {
+    const ws = conn.ws;
+    const gen = ++conn.syncGen;
+    conn.ready = false;
+    try {
+      if (resubscribe && conn.subscribed.size) {
+        await request({ type: "unsubscribe", channels: Array.from(conn.subscribed) });
+        conn.subscribed.clear();
+      }
+      const [experiments, agents, deployments, alerts, sim] = await Promise.all([
+        api("GET", "/api/v1/experiments"),
+        api("GET", "/api/v1/agents"),
+        api("GET", "/api/v1/deployments"),
+        api("GET", "/api/v1/alerts"),
+        api("GET", "/api/sim"),
+      ]);
+      if (gen !== conn.syncGen || conn.ws !== ws) return;
+      const since = Math.min(...[experiments, agents, deployments, alerts].map((s) => seqOf(s.last_event_id)));
+      floorSeq = since;
+      recentSeqs.clear();
+      for (const ch of CHANNELS) lastSeq[ch] = since;
+      applySnapshot({ experiments: experiments, agents: agents, deployments: deployments, alerts: alerts });
+      applySim(sim, true);
+      const channels = wantedChannels();
+      if (channels.length) {
+        const msg = { type: "subscribe", channels: channels, filters: filters() };
+        if (since > 0 && !conn.skipReplay) msg.since = Object.fromEntries(channels.map((c) => [c, "evt-" + since]));
+        if (conn.skipReplay) logSystem("Too many events to catch up on (closed as a slow consumer): continuing from now.");
+        const resp = await request(msg);
+        if (gen !== conn.syncGen || conn.ws !== ws) return;
+        channels.forEach((c) => conn.subscribed.add(c));
+        if (resp.recovered === false) logSystem("The server's history no longer reaches the snapshot: some updates were missed.");
+      }
+      conn.ready = true;
+      conn.attempts = 0;
+      setConn("connected", "Connected" + (filterExp ? " · filtered to " + filterExp : ""));
+      reconcile();
+    } catch (e) {
+      if (gen !== conn.syncGen || conn.ws !== ws) return;
+      logSystem("Loading the state failed: " + e.message, true);
+      // Start over on a fresh connection (with a fresh token if this one was refused).
+      if (ws && ws.readyState <= WebSocket.OPEN) ws.close(4000, "sync failed");
+    }
+  }
+
+  // Make the server's subscriptions match the checkboxes.
+  async function reconcile() {
+    if (!conn.ready) return;
+    const want = new Set(wantedChannels());
+    const drop = Array.from(conn.subscribed).filter((c) => !want.has(c));
+    const add = Array.from(want).filter((c) => !conn.subscribed.has(c));
+    try {
+      if (drop.length) {
+        drop.forEach((c) => conn.subscribed.delete(c));
+        await request({ type: "unsubscribe", channels: drop });
+      }
+      if (add.length) {
+        add.forEach((c) => conn.subscribed.add(c));
+        // Pick up where each channel left off (if the server's history still has it).
+        const since = {};
+        for (const c of add) if (lastSeq[c] > 0) since[c] = "evt-" + lastSeq[c];
+        const msg = { type: "subscribe", channels: add, filters: filters() };
+        if (Object.keys(since).length) msg.since = since;
+        await request(msg);
+      }
+    } catch (e) {
+      logSystem("Changing subscriptions failed: " + e.message, true);
+    }
+  }
+
+  function onFrame(text) {
+    let msg;
+    try {
+      msg = JSON.parse(text);
+    } catch (e) {
+      return;
+    }
+    if (!msg || typeof msg !== "object") return;
+    switch (msg.type) {
+      case "event":
+        onEvent(msg);
+        return;
+      case "response": {
+        settle(msg, true);
+        if (msg.subscribed) logSystem("Subscribed: " + msg.subscribed.join(", ") + (filterExp ? " (experiment " + filterExp + ")" : ""));
+        if (msg.unsubscribed) logSystem("Unsubscribed: " + msg.unsubscribed.join(", "));
+        return;
+      }
+      case "pong":
+        // A keepalive only: its timestamp is the schedule's time, which may run ahead of
+        // the last event when the simulation lags, so the clock does not take it.
+        settle(msg, true);
+        return;
+      case "error": {
+        const err = msg.error || {};
+        conn.lastError = err;
+        settle(msg, false);
+        logSystem((err.code || "ERROR") + ": " + (err.message || ""), true);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  function onEvent(msg) {
+    const seq = seqOf(msg.id);
+    if (seq) {
+      if (seq <= floorSeq || recentSeqs.has(seq)) return;
+      recentSeqs.add(seq);
+      if (recentSeqs.size > DEDUPE_MAX) recentSeqs.delete(recentSeqs.values().next().value);
+      if (seq > (lastSeq[msg.channel] || 0)) lastSeq[msg.channel] = seq;
+    }
+    noteTime(msg.timestamp);
+    apply(msg);
+    logLine("event", msg.timestamp, String(msg.channel), String(msg.event), () => summary(msg));
+  }
+
+  // --- simulation state and controls -----------------------------------------------------------
+
+  function applySim(s, force) {
+    if (!s || typeof s !== "object") return;
+    const prev = state.sim;
+    state.sim = s;
+    touch("sim");
+    if (force) {
+      noteTime(s.simulated_time, true);
+      return;
+    }
+    // Someone restarted the simulation (another page, the CLI): load the new state.
+    // Within one run the source's time never goes back.
+    const t = parseTime(s.simulated_time);
+    const before = prev ? parseTime(prev.simulated_time) : null;
+    const restarted =
+      prev && (prev.scenario !== s.scenario || prev.seed !== s.seed || (t !== null && before !== null && t < before));
+    if (restarted && conn.ready) {
+      logSystem("The simulation was restarted: reloading the state.");
+      sync(true);
+      return;
+    }
+    noteTime(s.simulated_time);
+  }
+
+  async function poll() {
+    if (!conn.ready) return;
+    try {
+      applySim(await api("GET", "/api/sim"));
+    } catch (e) {
+      /* the socket's close tells the story */
+    }
+  }
+  setInterval(poll, POLL_MS);
+  setInterval(() => {
+    if (conn.ready) request({ type: "ping" }).catch(() => {});
+  }, PING_MS);
+
+  function controlStatus(text, isError) {
+    const s = $("control-status");
+    s.textContent = text;
+    s.classList.toggle("error", !!isError);
+  }
+
+  async function control(payload, done, path) {
+    if (!isAdmin()) {
+      controlStatus("Paste an admin token first.", true);
+      return;
+    }
+    try {
+      const resp = await api("POST", path || "/api/sim", payload);
+      if (!path) applySim(resp, true);
+      controlStatus(done(resp), false);
+      return resp;
+    } catch (e) {
+      controlStatus("Refused" + (e.status ? " (" + e.status + ")" : "") + ": " + e.message, true);
+      return null;
+    }
+  }
+
+  $("btn-pause").addEventListener("click", () => control({ action: "pause" }, () => "Paused."));
+  $("btn-resume").addEventListener("click", () => control({ action: "resume" }, () => "Running."));
+  $("btn-step").addEventListener("click", () => control({ action: "step", seconds: 10 }, () => "Stepped 10 simulated seconds."));
+  $("speed-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const speed = Number($("speed-input").value);
+    control({ action: "speed", speed: speed }, (s) => "Speed ×" + s.speed + ".");
+  });
+  $("restart-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const payload = { action: "restart", scenario: $("restart-scenario").value.trim() };
+    const seed = $("restart-seed").value.trim();
+    if (seed !== "") payload.seed = Number(seed);
+    const resp = await control(payload, (s) => "Restarted " + s.scenario + " (seed " + s.seed + ").");
+    if (resp && conn.ready) sync(true);
+  });
+  $("fault-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const type = $("fault-type").value;
+    const delivery = $("fault-type").selectedOptions[0].parentElement.label === "Delivery";
+    const payload = { type: type };
+    const target = $("fault-target").value.trim();
+    const duration = $("fault-duration").value.trim();
+    if (target && !delivery) payload.target = target;
+    if (duration) payload.duration = duration;
+    control(payload, () => "Fault injected: " + type + (payload.target ? " on " + payload.target : "") + ".", "/api/sim/faults");
+  });
+
+  // --- channel switches and the experiment filter -----------------------------------------------
+
+  const switches = $("channel-switches");
+  for (const ch of CHANNELS) {
+    const label = el("label");
+    const box = el("input");
+    box.type = "checkbox";
+    box.id = "ch-" + ch;
+    box.checked = true;
+    box.addEventListener("change", reconcile);
+    label.append(box, document.createTextNode(ch));
+    switches.append(label);
+  }
+
+  $("exp-filter").addEventListener("change", (ev) => {
+    filterExp = ev.target.value;
+    touch("experiments");
+    pickChartExperiment();
+    // New filters apply to every channel: reload the state and subscribe with them.
+    if (conn.ready) sync(true);
+  });
+
+  // --- start ---------------------------------------------------------------------------------
+
+  renderTokenStatus();
+  touch("all");
+  connect();
+})();
