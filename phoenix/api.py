@@ -18,7 +18,7 @@ from aiohttp import web
 from phoenix.auth import AuthError, Claims, verify
 from phoenix.keys import CONFIG, FAULTS, FEED, METRICS
 from phoenix.sources import scenario_source
-from simulator.scenario import ScenarioError
+from simulator.scenario import ScenarioError, bundled_scenarios
 
 log = logging.getLogger("phoenix.api")
 
@@ -220,6 +220,13 @@ async def inject_fault(request: web.Request) -> web.Response:
 
 
 @viewer
+async def scenarios(request: web.Request) -> web.Response:
+    return web.json_response(
+        {"scenarios": [{"name": n, "description": d} for n, d in bundled_scenarios()]}
+    )
+
+
+@viewer
 async def list_faults(request: web.Request) -> web.Response:
     return web.json_response({"faults": request.app[FAULTS].active()})
 
@@ -232,4 +239,5 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/api/sim", sim_state)
     r.add_post("/api/sim", sim_control)
     r.add_get("/api/sim/faults", list_faults)
+    r.add_get("/api/sim/scenarios", scenarios)
     r.add_post("/api/sim/faults", inject_fault)

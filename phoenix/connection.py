@@ -92,6 +92,7 @@ class Connection:
         "serial",
         "_direct",
         "_high_water",
+        "_grace",
     )
 
     def __init__(
@@ -123,6 +124,10 @@ class Connection:
         self._transport = transport
         self._delays = delays
         self.serial = 0
+        # Frames of the client's own asking (replies, a resume's replay) still queued:
+        # they do not count towards the slow-consumer limit. A replay is bounded by the
+        # history, so the queue stays bounded too.
+        self._grace = 0
         # Writing past aiohttp's writer is only right for frames it would send as they
         # are: not compressed (compression keeps per-connection state in the writer).
         self._direct = transport is not None and not ws.compress
@@ -153,7 +158,7 @@ class Connection:
                 self.bytes_out += len(frame)
                 self.frames_out += 1
                 return
-        if len(self._queue) >= self._limit:
+        if len(self._queue) - self._grace >= self._limit:
             self._evict()
             return
         self._queue.append((self._due(), frame))
@@ -164,6 +169,7 @@ class Connection:
         but never the reason for an eviction."""
         if not self.closing:
             self._queue.append((self._due(), frame))
+            self._grace += 1
             self._wake()
 
     def _due(self) -> float:
@@ -185,6 +191,7 @@ class Connection:
             return
         self.closing = True
         self._queue.clear()
+        self._grace = 0
         self._close = (code, reason)
         # The writer may be stuck on a full socket buffer: stop it and close from a
         # task of our own, so the close happens now, not when the client reads again.
@@ -214,6 +221,8 @@ class Connection:
             while True:
                 while queue:
                     due, frame = queue.popleft()
+                    if self._grace:
+                        self._grace -= 1
                     if due and (wait := due - loop.time()) > 0:
                         await asyncio.sleep(wait)
                     await ws.send_frame(frame, WSMsgType.TEXT)

@@ -24,7 +24,9 @@ from simulator.events import CONTROL, Event
 log = logging.getLogger("phoenix.feed")
 
 TICK = 0.05  # wall seconds between pacing steps
-SLICE = 0.1  # at most this much wall time of simulated work before yielding the loop
+# At most this much wall time of simulated work before yielding the loop, so writers
+# drain between slices and a burst never piles a whole catch-up onto every queue.
+SLICE = 0.02
 
 
 class Source(Protocol):

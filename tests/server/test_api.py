@@ -156,3 +156,17 @@ async def test_page_token_is_refused_when_not_bound_to_loopback(aiohttp_client) 
     client = await aiohttp_client(create_app(config, source, info))
     resp = await client.post("/api/token")
     assert resp.status == 403
+
+
+async def test_scenarios_route_lists_the_bundled_scenarios(api) -> None:
+    body = await (await api.get("/api/sim/scenarios", headers=bearer(token()))).json()
+    names = [s["name"] for s in body["scenarios"]]
+    assert "demo" in names and all(s["description"] for s in body["scenarios"])
+
+
+async def test_the_page_is_served_with_a_content_security_policy(api) -> None:
+    resp = await api.get("/")
+    assert resp.status == 200
+    csp = resp.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp
+    assert (await api.get("/favicon.ico")).status == 204

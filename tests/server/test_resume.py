@@ -99,3 +99,18 @@ async def test_since_must_name_a_channel_of_the_subscribe(server: Server) -> Non
     assert err["error"]["code"] == "INVALID_MESSAGE"
     assert err["error"]["details"]["field"] == "since.alerts"
     await ws.close()
+
+
+async def test_a_replay_longer_than_the_outbound_queue_is_not_an_eviction(serve) -> None:
+    server: Server = await serve(limits={"outbound_queue": 20})
+    server.publish(exp(0))
+    server.publish(*[exp(i, t=T0 + 2) for i in range(1, 101)])  # 100 missed events
+    ws = await server.connect()
+    resp = await send(
+        ws, type="subscribe", channels=["experiments"], since={"experiments": "evt-1"}
+    )
+    assert resp["recovered"] is True
+    server.publish(exp(101, t=T0 + 3))  # a live event right behind the replay
+    got = [(await recv(ws))["data"]["n"] for _ in range(101)]
+    assert got == list(range(1, 102))
+    await ws.close()
