@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -65,13 +66,14 @@ class Server:
             "--start", START,
             "--speed", str(self.speed),
         ]  # fmt: skip
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        # A file, not a pipe: a pipe nobody reads fills up and blocks the server's logging.
+        self._log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self._log)
         deadline = time.monotonic() + TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                self._log.seek(0)
+                err = self._log.read().decode()
                 raise RuntimeError(f"phoenix serve exited with {self.proc.returncode}:\n{err}")
             try:
                 with urllib.request.urlopen(self.url + "health", timeout=1) as resp:
@@ -92,8 +94,7 @@ class Server:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        self._log.close()
 
     def token(self, role: str = "viewer") -> str:
         if role in self._tokens:

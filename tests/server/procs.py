@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -45,11 +46,13 @@ class ServerProcess:
 
     def __init__(self, *args: str, port: int | None = None, environ: dict[str, str] | None = None):
         self.port = port or free_port()
+        # A file, not a pipe: a pipe nobody reads fills up and blocks the server's logging.
+        self._log = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "phoenix", "serve", "--port", str(self.port), *args],
             cwd=ROOT,
             env=environ or env(),
-            stdout=subprocess.PIPE,
+            stdout=self._log,
             stderr=subprocess.STDOUT,
             text=True,
         )
@@ -76,9 +79,12 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            out, _ = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, _ = self.proc.communicate()
-        self.output += out or ""
+            self.proc.wait()
+        if not self._log.closed:
+            self._log.seek(0)
+            self.output = self._log.read()
+            self._log.close()
         return self.output
