@@ -385,6 +385,21 @@
     ];
     if (s.lag_seconds > 0.5) parts.push("lagging " + s.lag_seconds + " s");
     $("sim-summary").textContent = parts.join(" · ");
+    // Delivery faults in force now (GET /api/sim lists them while they last).
+    const faults = Array.isArray(s.faults) ? s.faults : [];
+    const list = $("sim-faults");
+    list.replaceChildren();
+    for (const f of faults) {
+      const params = Object.entries(f.params || {})
+        .filter(([, v]) => v !== null && v !== undefined)
+        .map(([k, v]) => k + "=" + v)
+        .join(", ");
+      const until = f.ends ? " until " + String(f.ends).slice(11, 19) : "";
+      const item = el("li", null, String(f.fault) + until + (params ? " · " + params : ""));
+      item.prepend(badge("fault"), " ");
+      list.append(item);
+    }
+    $("sim-faults-box").hidden = faults.length === 0;
   }
 
   function renderFleet() {

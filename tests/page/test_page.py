@@ -165,3 +165,35 @@ def test_no_horizontal_scroll(page: Any, server: Any, width: int, tmp_path: Path
     )
     assert scroll <= client, f"horizontal scroll at {width}px: {scroll} > {client}"
     page.screenshot(path=str(tmp_path / f"page-{width}.png"), full_page=True)
+
+
+def test_an_injected_fault_shows_while_it_lasts(page: Any, server: Any) -> None:
+    open_page(page, server)
+    page.locator("#token-input").fill(server.token("admin"))
+    page.get_by_role("button", name="Use token").click()
+    page.locator("#fault-type").select_option("latency")
+    page.locator("#fault-duration").fill("2m")
+    page.get_by_role("button", name="Inject").click()
+    faults = page.locator("#sim-faults")
+    expect(faults).to_contain_text("latency")
+    expect(faults).to_contain_text("delay_ms=200")
+    assert [f["fault"] for f in server.api("/api/sim/faults", server.token())["faults"]] == [
+        "latency"
+    ]
+
+
+def test_keyboard_alone_can_switch_a_channel(page: Any, server: Any) -> None:
+    sent: list[dict[str, Any]] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda f: sent.append(json.loads(f))))
+    open_page(page, server)
+    box = page.get_by_label("deployments", exact=True)
+    for _ in range(80):  # Tab through the page until the checkbox has the focus
+        page.keyboard.press("Tab")
+        if box.evaluate("el => el === document.activeElement"):
+            break
+    else:
+        pytest.fail("the deployments switch cannot be reached with Tab")
+    page.keyboard.press("Space")
+    expect(box).not_to_be_checked()
+    expect(page.locator("#log")).to_contain_text("Unsubscribed: deployments")
+    assert {"type": "unsubscribe", "channels": ["deployments"]}.items() <= sent[-1].items()
