@@ -70,20 +70,21 @@ async def test_slow_consumer_is_closed_1013_and_others_keep_receiving(serve) -> 
     reader, writer = await raw_ws(server, token("slow"))
     writer.write(client_frame('{"type":"subscribe","channels":["agents"]}'))
     await writer.drain()
-    good = await server.connect(token("good"))
-    await send(good, type="subscribe", channels=["agents"])
-    await server.wait_connections(2)
-    while server.app[HUB].subscriber_count("agents") < 2:
+    readers = [await server.connect(token(f"good{i}")) for i in range(4)]
+    for ws in readers:
+        await send(ws, type="subscribe", channels=["agents"])
+    await server.wait_connections(5)
+    while server.app[HUB].subscriber_count("agents") < 5:
         await asyncio.sleep(0.01)
 
     total = 3000
-    received: list[int] = []
+    received: list[list[int]] = [[] for _ in readers]
 
-    async def read_all() -> None:
-        while len(received) < total:
-            received.append((await recv(good))["data"]["n"])
+    async def read_all(ws, into: list[int]) -> None:
+        while len(into) < total:
+            into.append((await recv(ws))["data"]["n"])
 
-    reading = asyncio.create_task(read_all())
+    reading = asyncio.gather(*(read_all(ws, r) for ws, r in zip(readers, received, strict=True)))
     blob = "x" * 1000
     deepest = 0
     for batch in range(total // 100):
@@ -101,9 +102,9 @@ async def test_slow_consumer_is_closed_1013_and_others_keep_receiving(serve) -> 
         deepest = max([deepest, *(c.queued for c in server.app[CONNECTIONS].all())])
         await asyncio.sleep(0.005)
     await asyncio.wait_for(reading, TIMEOUT * 2)
-    assert received == list(range(total))  # the good client lost nothing
+    assert all(r == list(range(total)) for r in received)  # the readers lost nothing
     assert deepest <= limit  # memory stayed bounded by the queue limit
-    assert server.app[HUB].subscriber_count("agents") == 1  # the slow one gets no more
+    assert server.app[HUB].subscriber_count("agents") == 4  # the slow one gets no more
     metrics = await (await server.client.get("/metrics")).text()
     assert "phoenix_slow_consumer_closes_total 1.0" in metrics
 
@@ -116,9 +117,10 @@ async def test_slow_consumer_is_closed_1013_and_others_keep_receiving(serve) -> 
         data += chunk
     assert _last_close_code(data) == 1013
     writer.write(client_frame(struct.pack("!H", 1013).decode("latin-1"), opcode=0x88))
-    await server.wait_connections(1)  # the slow one is gone
+    await server.wait_connections(4)  # the slow one is gone
     writer.close()
-    await good.close()
+    for ws in readers:
+        await ws.close()
 
 
 def _last_close_code(data: bytes) -> int | None:

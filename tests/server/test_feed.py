@@ -1,0 +1,69 @@
+"""The feed's pacing: simulated time runs at `speed` times a clock, stops when paused, and
+a source that cannot keep up is reported, not hidden."""
+
+from __future__ import annotations
+
+import logging
+
+from phoenix.feed import Feed, SourceInfo
+from phoenix.hub import Hub
+
+from .conftest import T0, ListSource, event
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class SlowSource(ListSource):
+    """Every call to advance_to costs `cost` seconds of the (fake) wall clock."""
+
+    def __init__(self, clock: Clock, cost: float) -> None:
+        super().__init__()
+        self.clock, self.cost = clock, cost
+
+    def advance_to(self, t: float):
+        self.clock.t += self.cost
+        return super().advance_to(t)
+
+
+async def test_time_runs_at_speed_and_stops_when_paused() -> None:
+    clock = Clock()
+    feed = Feed(Hub(), ListSource(), SourceInfo("scenario", "x", 0), speed=60, clock=clock)
+    clock.t += 2
+    assert feed.now() == T0 + 120
+    feed.pause()
+    clock.t += 5
+    assert feed.now() == T0 + 120
+    feed.resume()
+    feed.set_speed(1)
+    clock.t += 3
+    assert feed.now() == T0 + 123
+
+
+async def test_a_source_that_cannot_keep_up_is_logged_and_measured(caplog) -> None:
+    clock = Clock()
+    source = SlowSource(clock, cost=0.5)
+    source.push(event("agent.heartbeat", {"agent_id": "a"}, t=T0 + 5, agent_id="a"))
+    feed = Feed(Hub(), source, SourceInfo("scenario", "x", 0), speed=10, lag_warning=2, clock=clock)
+    clock.t += 10  # 100 simulated seconds are due
+    with caplog.at_level(logging.WARNING, "phoenix.feed"):
+        await feed._catch_up()
+    assert source.now >= T0 + 100  # it did catch up to where it was asked...
+    assert feed.lag > 2  # ...but fell behind the clock meanwhile, and says so
+    assert "behind the wall clock" in caplog.text
+    assert feed.state()["lag_seconds"] == round(feed.lag, 3)
+    assert feed.seq == 1
+
+
+async def test_a_fast_source_has_no_lag(caplog) -> None:
+    clock = Clock()
+    feed = Feed(Hub(), ListSource(), SourceInfo("scenario", "x", 0), speed=10, clock=clock)
+    clock.t += 10
+    with caplog.at_level(logging.WARNING, "phoenix.feed"):
+        await feed._catch_up()
+    assert feed.lag == 0 and "behind" not in caplog.text
