@@ -94,3 +94,80 @@ def test_check_validates_a_scenario_file_naming_field_and_line(tmp_path) -> None
     res = run("check", "--scenario", str(bad))
     assert res.returncode == 2
     assert "fleet.agents" in res.stderr and "line 3" in res.stderr
+
+
+def test_simulate_shows_a_progress_bar_on_a_terminal(tmp_path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from .procs import ROOT, env
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "phoenix",
+                "simulate",
+                "--start",
+                START,
+                "--duration",
+                "5m",
+                "--out",
+                str(tmp_path / "o.jsonl"),
+            ],
+            stderr=slave,
+            stdout=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=env(),
+            timeout=60,
+        )
+        os.close(slave)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(master)
+    assert proc.returncode == 0
+    assert b"100.0%" in shown and b"sim h/s" in shown
+    # Not a terminal: no progress bar in the captured stderr.
+    res = run("simulate", "--start", START, "--duration", "1m", "--out", str(tmp_path / "p"))
+    assert res.stderr == ""
+
+
+async def test_serve_rate_sets_the_heartbeat_rate() -> None:
+    import asyncio
+    from collections import Counter
+
+    import aiohttp
+
+    from .procs import ServerProcess
+
+    srv = ServerProcess(
+        "--scenario", "demo", "--start", START, "--speed", "5", "--rate", "agents=300/s"
+    )
+    try:
+        await asyncio.to_thread(srv.wait_ready)
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(f"{srv.base}/ws?token={run('token').stdout.strip()}")
+            await ws.send_str('{"type":"subscribe","channels":["agents"]}')
+            per_second: Counter[str] = Counter()
+            while len(per_second) < 6:
+                frame = json.loads((await ws.receive(timeout=10)).data)
+                if frame.get("event") == "agent.heartbeat":
+                    per_second[frame["timestamp"]] += 1
+            await ws.close()
+    finally:
+        srv.stop()
+    # Whole simulated seconds between the first (partial) and the last (still filling).
+    full = sorted(per_second.items())[1:-1]
+    assert all(250 <= n <= 350 for _, n in full), full
