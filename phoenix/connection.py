@@ -220,11 +220,15 @@ class Connection:
         try:
             while True:
                 while queue:
-                    due, frame = queue.popleft()
+                    due = queue[0][0]
+                    if due and (wait := due - loop.time()) > 0:
+                        # Wait with the frame still queued, so `offer` cannot write a
+                        # later frame past it (say, once the latency fault has ended).
+                        await asyncio.sleep(wait)
+                        continue
+                    _, frame = queue.popleft()
                     if self._grace:
                         self._grace -= 1
-                    if due and (wait := due - loop.time()) > 0:
-                        await asyncio.sleep(wait)
                     await ws.send_frame(frame, WSMsgType.TEXT)
                     self.bytes_out += len(frame)
                     self.frames_out += 1

@@ -100,6 +100,19 @@ async def test_latency_delays_delivery_while_it_lasts(server: Server) -> None:
     await ws.close()
 
 
+async def test_frames_held_by_latency_stay_ahead_when_it_ends(server: Server) -> None:
+    ws = await subscribed(server)
+    server.publish(
+        start("lat", "latency", duration=60, delay_ms=300, jitter_ms=0, distribution="normal")
+    )
+    server.publish(beat(1, T0 + 2))  # held for 300 ms
+    await asyncio.sleep(0.1)  # the writer is now waiting on it
+    server.publish(end("lat", "latency", T0 + 3))
+    server.publish(beat(2, T0 + 4))  # no latency now, but must not overtake the first
+    assert [(await recv(ws))["data"]["n"] for _ in range(2)] == [1, 2]
+    await ws.close()
+
+
 async def test_burst_holds_events_then_delivers_n_at_once(server: Server) -> None:
     ws = await subscribed(server)
     server.publish(start("b", "burst", count=5))
