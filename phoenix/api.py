@@ -176,7 +176,7 @@ _ACTION_FIELDS: dict[str, tuple[str, ...]] = {
 
 async def _restart(request: web.Request, body: dict[str, Any]) -> None:
     feed = request.app[FEED]
-    scenario = body.get("scenario", feed.info.name)
+    scenario = body.get("scenario", feed.info.ref or feed.info.name)
     if not isinstance(scenario, str) or not scenario:
         raise _bad("scenario", "expected a scenario name or path")
     seed = body.get("seed")

@@ -27,7 +27,7 @@ from phoenix.keys import CONFIG, CONNECTIONS, FAULTS, FEED, HUB, METRICS, STARTE
 from phoenix.metrics import Metrics, counter, gauge
 from phoenix.protocol import Close
 from phoenix.registry import Registry
-from phoenix.sources import source_from_config
+from phoenix.sources import scenario_source, source_from_config
 from phoenix.ws import ws_handler
 from simulator.events import CHANNELS
 
@@ -50,6 +50,7 @@ def create_app(
     metrics = app[METRICS] = Metrics()
     if source is None or info is None:
         source, info = source_from_config(config.simulation)
+    reload = _reload if config.simulation.loop else None
     app[FAULTS] = faults.Faults(app)
     app[FEED] = Feed(
         hub,
@@ -59,6 +60,7 @@ def create_app(
         lag_warning=config.simulation.lag_warning,
         on_control=app[FAULTS].on_control,
         sink=app[FAULTS].publish,
+        reload=reload,
     )
     metrics.watch(lambda: live_metrics(app))
 
@@ -69,6 +71,12 @@ def create_app(
     app.cleanup_ctx.append(_run_feed)
     app.on_shutdown.append(_close_sockets)
     return app
+
+
+def _reload(info: SourceInfo, start: float) -> tuple[Source, SourceInfo]:
+    """The scenario again, from where it ended (simulation.loop)."""
+    assert info.ref is not None
+    return scenario_source(info.ref, info.seed, start)
 
 
 async def _run_feed(app: web.Application) -> AsyncIterator[None]:

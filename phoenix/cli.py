@@ -57,7 +57,11 @@ def _parser() -> argparse.ArgumentParser:
         help="set an event rate directly, e.g. agents=20000/s (repeatable)",
     )
     s.add_argument("--replay", metavar="FILE.jsonl", help="serve a recorded stream instead")
-    s.add_argument("--loop", action="store_true", help="with --replay: start over at the end")
+    s.add_argument(
+        "--loop",
+        action=argparse.BooleanOptionalAction,
+        help="start the scenario (or replay) over when it ends (default: simulation.loop, on)",
+    )
     s.set_defaults(run=_serve)
 
     s = sub.add_parser("simulate", help="run a scenario headless, as fast as it can")
@@ -109,7 +113,9 @@ def _overrides(config: Config, args: argparse.Namespace) -> Config:
     """Command-line values win over the file; the result is validated again as a whole."""
     server = {k: v for k in ("host", "port") if (v := getattr(args, k, None)) is not None}
     sim = {
-        k: v for k in ("scenario", "seed", "start", "speed") if (v := getattr(args, k)) is not None
+        k: v
+        for k in ("scenario", "seed", "start", "speed", "loop")
+        if (v := getattr(args, k, None)) is not None
     }
     raw = {
         "server": {**_asdict(config.server), **server},
@@ -156,7 +162,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         if args.rate:
             raise ConfigError("--rate: a replayed stream plays at its recorded rate; use --speed")
-        replay = ReplaySource(args.replay, loop=args.loop)
+        replay = ReplaySource(args.replay, loop=config.simulation.loop)
         app = create_app(config, replay, SourceInfo("replay", replay.path.name))
     else:
         app = create_app(config)

@@ -65,6 +65,7 @@ class SimulationConfig:
     speed: float = 1.0
     start: str | None = None  # RFC 3339; None: the scenario's start, else now
     lag_warning: float = 2.0  # simulated-time lag (wall seconds) that gets logged
+    loop: bool = True  # a finished scenario (or replay) starts over
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "speed": _number(0, strict=True),
         "start": _optional(_start),
         "lag_warning": _number(0, strict=True),
+        "loop": _bool,
     },
     "history": {"max_events": _count, "max_age": _number(0)},
 }

@@ -48,6 +48,11 @@ class SourceInfo:
     kind: str  # "scenario" | "replay"
     name: str
     seed: int | None = None
+    ref: str | None = None  # what loads it again: a bundled name or a file path
+
+
+# Builds the source `info` describes again, starting at the given simulated time.
+Reload = Callable[[SourceInfo, float], tuple[Source, SourceInfo]]
 
 
 def published(seq: int, event: Event) -> Published:
@@ -71,11 +76,15 @@ class Feed:
         lag_warning: float = 2.0,
         on_control: Callable[[Event], None] | None = None,
         sink: Callable[[Published], object] | None = None,
+        reload: Reload | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.hub = hub
         # Where numbered events go: the hub, or the fault gate in front of it.
         self.sink = sink or hub.publish
+        # With `reload`, a finished scenario starts over where it ended: the same story
+        # again, with time still moving forward (and ids still increasing).
+        self.reload = reload
         self.on_control = on_control
         self.lag_warning = lag_warning
         self._clock = clock
@@ -167,6 +176,12 @@ class Feed:
     async def run(self) -> None:
         """Pace the source forever (cancel to stop)."""
         while True:
+            if self.finished and self.reload and self.info.ref and not self.paused:
+                # The last tick ran at `end`; the next run's first tick is one later.
+                again = self.source.now + 1.0
+                source, info = self.reload(self.info, again)
+                log.info("scenario %s finished; starting it over", info.name)
+                self.load(source, info)
             if self.paused or self.finished:
                 self._wake.clear()
                 await self._wake.wait()

@@ -26,7 +26,7 @@ def scenario_source(
         start = parse_rfc3339(start)
     if start is None and sc.start is None:
         start = float(int(time.time()))
-    return Engine(sc, seed=seed, start=start), SourceInfo("scenario", sc.name, seed)
+    return Engine(sc, seed=seed, start=start), SourceInfo("scenario", sc.name, seed, scenario)
 
 
 def source_from_config(sim: SimulationConfig) -> tuple[Source, SourceInfo]:

@@ -67,3 +67,35 @@ async def test_a_fast_source_has_no_lag(caplog) -> None:
     with caplog.at_level(logging.WARNING, "phoenix.feed"):
         await feed._catch_up()
     assert feed.lag == 0 and "behind" not in caplog.text
+
+
+async def test_a_finished_scenario_starts_over_with_time_moving_on(
+    aiohttp_client, tmp_path
+) -> None:
+    from phoenix.app import create_app
+    from phoenix.keys import FEED
+    from phoenix.sources import scenario_source
+
+    from .conftest import make_config, recv, send, token
+
+    short = tmp_path / "short.yaml"
+    short.write_text("name: short\nduration: 20s\nfleet: {agents: 3}\nintervals: {heartbeat: 5s}\n")
+    source, info = scenario_source(str(short), 1, "2024-01-20T10:00:00Z")
+    app = create_app(make_config(simulation={"speed": 100}), source, info)
+    app[FEED].pause()
+    client = await aiohttp_client(app)
+    ws = await client.ws_connect(f"/ws?token={token()}")
+    await send(ws, type="subscribe", channels=["agents"])
+    app[FEED].resume()
+    frames = []
+    while not frames or frames[-1]["timestamp"] < "2024-01-20T10:00:50Z":
+        frames.append(await recv(ws))
+    stamps = [f["timestamp"] for f in frames]
+    assert stamps == sorted(stamps)  # time never goes back
+    # Ticks 0..20 are the first run; the second run's ticks are 21..41.
+    first = [f["event"] for f in frames if f["timestamp"] <= "2024-01-20T10:00:20Z"]
+    again = [f["event"] for f in frames if "10:00:21Z" <= f["timestamp"][11:] <= "10:00:41Z"]
+    assert first == again and first[0] == "agent.connected"  # the same story again
+    state = app[FEED].state()
+    assert state["scenario"] == "short" and not state["finished"]
+    await ws.close()
