@@ -33,7 +33,7 @@ def _error(status: int, message: str, **details: Any) -> web.Response:
 
 
 def claims_of(request: web.Request) -> Claims:
-    """The request's bearer token, verified; raises a 401 response."""
+    """The request's bearer token, verified as on /ws; raises a 401 response."""
     cfg = request.app[CONFIG]
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -41,7 +41,10 @@ def claims_of(request: web.Request) -> Claims:
         request.app[METRICS].auth_failure("missing")
         raise _unauthorized("missing", "send `Authorization: Bearer <jwt>`")
     try:
-        return verify(token.strip(), cfg.auth.jwt_secret, list(cfg.auth.algorithms), time.time())
+        claims = verify(token.strip(), cfg.auth.jwt_secret, list(cfg.auth.algorithms), time.time())
+        if request.app[FAULTS].token_expired(claims.iat):
+            raise AuthError("expired", "The token has expired (token_expiry_storm fault)")
+        return claims
     except AuthError as exc:
         request.app[METRICS].auth_failure(exc.reason)
         raise _unauthorized(exc.reason, exc.message) from None
@@ -101,6 +104,8 @@ def _snapshot(request: web.Request) -> dict[str, Any]:
 
 def _collection(name: str) -> Handler:
     async def handler(request: web.Request) -> web.Response:
+        if (denied := _channel_denied(request, name)) is not None:
+            return denied
         state = request.app[FEED].state()
         items = _snapshot(request)[name]
         # last_event_id: subscribe with `since` from it to miss nothing after the snapshot.
@@ -116,8 +121,17 @@ def _collection(name: str) -> Handler:
     return viewer(handler)
 
 
+def _channel_denied(request: web.Request, channel: str) -> web.Response | None:
+    """A token limited to some channels sees only their snapshots over HTTP too."""
+    if claims_of(request).may_subscribe(channel):
+        return None
+    return _error(403, f"this token may not read '{channel}'", reason="forbidden_channel")
+
+
 @viewer
 async def experiment(request: web.Request) -> web.Response:
+    if (denied := _channel_denied(request, "experiments")) is not None:
+        return denied
     exp_id = request.match_info["id"]
     for item in _snapshot(request)["experiments"]:
         if item.get("id") == exp_id:
@@ -192,8 +206,7 @@ async def _restart(request: web.Request, body: dict[str, Any]) -> None:
         raise _bad("scenario", str(exc)) from None
     except (ValueError, OSError) as exc:
         raise _bad("start" if start is not None else "scenario", str(exc)) from None
-    request.app[FAULTS].clear()
-    feed.load(source, info, speed)
+    feed.load(source, info, speed)  # which ends the old run's faults
 
 
 def _positive(body: dict[str, Any], field: str, *, required: bool) -> float | None:

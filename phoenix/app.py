@@ -61,6 +61,7 @@ def create_app(
         on_control=app[FAULTS].on_control,
         sink=app[FAULTS].publish,
         reload=reload,
+        on_reset=app[FAULTS].clear,
     )
     metrics.watch(lambda: live_metrics(app))
 

@@ -62,7 +62,7 @@ def verify(token: str | None, secret: str, algorithms: list[str], now: float) ->
         raise AuthError("missing", "A token is required: connect with ?token=<jwt>")
     try:
         header = jwt.get_unverified_header(token)
-    except jwt.DecodeError:
+    except jwt.InvalidTokenError:  # not only DecodeError: a bad `kid` or `crit` too
         raise AuthError("malformed", "The token is not a well-formed JWT") from None
     alg = header.get("alg")
     if not isinstance(alg, str) or alg.lower() == "none" or alg not in algorithms:

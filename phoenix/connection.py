@@ -7,8 +7,9 @@ to the transport at once: the common case costs one `transport.write`, no task s
 Otherwise the frame is queued and the writer task sends frames in order, waiting for the
 socket to drain. A client that falls `limit` frames behind is closed with 1013 and its
 queue dropped, so one slow reader never slows the others or grows memory without bound.
-Closing with an error frame (`fail`) sends what is queued before it, then the error,
-then the close.
+Replies and a resume's replay are counted apart, with a cap of their own. Closing with an
+error frame (`fail`) sends what is queued before it, then the error, then the close, or
+closes anyway when the client has not read them within the close timeout.
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ class Connection:
         "_direct",
         "_high_water",
         "_grace",
+        "_own_limit",
+        "_deadline",
     )
 
     def __init__(
@@ -105,18 +108,19 @@ class Connection:
         remote: str = "",
         on_evict: Callable[[Connection], None] | None = None,
         delays: Delays | None = None,
+        own_limit: int = 0,
     ) -> None:
         self.ws = ws
         self.claims = claims
         self.remote = remote
-        # (due, frame): due is 0.0, or the loop time a latency fault holds the frame until.
-        self._queue: deque[tuple[float, bytes]] = deque()
+        # (due, frame, own): due is 0.0, or the loop time a latency fault holds the frame
+        # until; own marks a frame of the client's own asking (a reply, a replay).
+        self._queue: deque[tuple[float, bytes, bool]] = deque()
         self._limit = limit
         self._waiter: asyncio.Future[None] | None = None
         self._close: tuple[int, str] | None = None
         self._close_timeout = close_timeout
         self._on_evict = on_evict
-        self._writer = asyncio.get_running_loop().create_task(self._drain())
         self.bytes_out = 0
         self.frames_out = 0
         self.closing = False
@@ -124,14 +128,17 @@ class Connection:
         self._transport = transport
         self._delays = delays
         self.serial = 0
-        # Frames of the client's own asking (replies, a resume's replay) still queued:
-        # they do not count towards the slow-consumer limit. A replay is bounded by the
-        # history, so the queue stays bounded too.
+        # Frames of the client's own asking still queued: they do not count towards the
+        # slow-consumer limit (a resume's replay may be long), but have a cap of their
+        # own, or a client that asks and never reads could grow the queue without end.
         self._grace = 0
+        self._own_limit = own_limit or limit
+        self._deadline: asyncio.TimerHandle | None = None
         # Writing past aiohttp's writer is only right for frames it would send as they
         # are: not compressed (compression keeps per-connection state in the writer).
         self._direct = transport is not None and not ws.compress
         self._high_water = transport.get_write_buffer_limits()[1] if transport else 0
+        self._writer = asyncio.get_running_loop().create_task(self._drain())
 
     @property
     def queued(self) -> int:
@@ -161,41 +168,52 @@ class Connection:
         if len(self._queue) - self._grace >= self._limit:
             self._evict()
             return
-        self._queue.append((self._due(), frame))
+        self._queue.append((self._due(), frame, False))
         self._wake()
 
     def send_now(self, frame: bytes) -> None:
-        """A reply to the client's own command: queued like events (so order holds),
-        but never the reason for an eviction."""
-        if not self.closing:
-            self._queue.append((self._due(), frame))
-            self._grace += 1
-            self._wake()
+        """A reply to the client's own command (or a replay): queued like events, so
+        order holds, and counted apart from them."""
+        if self.closing:
+            return
+        if self._grace >= self._own_limit:
+            self._evict()
+            return
+        self._queue.append((self._due(), frame, True))
+        self._grace += 1
+        self._wake()
 
     def _due(self) -> float:
         delay = self._delays.delay if self._delays is not None else None
         return 0.0 if delay is None else asyncio.get_running_loop().time() + delay()
 
     def fail(self, frame: bytes, code: int, reason: str) -> None:
-        """Send what is queued, then `frame`, then close with `code`."""
+        """Send what is queued, then `frame`, then close with `code`; a client that does
+        not read them within the close timeout is closed anyway."""
         if self._close is not None:
             return
-        self._queue.append((0.0, frame))
+        self._queue.append((0.0, frame, True))
         self.closing = True
         self._close = (code, reason)
         self._wake()
+        self._deadline = asyncio.get_running_loop().call_later(self._close_timeout, self._shut_now)
 
     def close(self, code: int, reason: str) -> None:
-        """Close now, dropping whatever is queued."""
-        if self._close is not None:
+        """Close now, dropping whatever is queued (a pending `fail` keeps its code)."""
+        if self._close is None:
+            self._close = (code, reason)
+        self._shut_now()
+
+    def _shut_now(self) -> None:
+        if self._closer is not None:
             return
         self.closing = True
         self._queue.clear()
         self._grace = 0
-        self._close = (code, reason)
         # The writer may be stuck on a full socket buffer: stop it and close from a
         # task of our own, so the close happens now, not when the client reads again.
-        self._writer.cancel()
+        if asyncio.current_task() is not self._writer:
+            self._writer.cancel()
         self._closer = asyncio.get_running_loop().create_task(self._shut())
 
     def _evict(self) -> None:
@@ -226,8 +244,8 @@ class Connection:
                         # later frame past it (say, once the latency fault has ended).
                         await asyncio.sleep(wait)
                         continue
-                    _, frame = queue.popleft()
-                    if self._grace:
+                    _, frame, own = queue.popleft()
+                    if own:
                         self._grace -= 1
                     await ws.send_frame(frame, WSMsgType.TEXT)
                     self.bytes_out += len(frame)
@@ -239,21 +257,18 @@ class Connection:
                 self._waiter = None
         except (ConnectionError, RuntimeError):
             return  # the peer went away; the handler's read loop ends too
-        await self._shut()
+        self._shut_now()  # everything up to fail()'s frame is out: now the close
 
     async def _shut(self) -> None:
         code, reason = self._close or (Close.GOING_AWAY, "")
-        if self.ws.closed:
-            return
         try:
             await asyncio.wait_for(
                 self.ws.close(code=code, message=reason.encode()[:120]), self._close_timeout
             )
         except (TimeoutError, ConnectionError, RuntimeError):
-            pass
-        finally:
-            # A peer that neither reads nor answers the close frame is cut off.
-            if not self.ws.closed and self._transport is not None:
+            # A peer that neither reads nor answers the close frame is cut off
+            # (closing the transport would wait for its buffer to drain, forever).
+            if self._transport is not None:
                 self._transport.abort()
 
     def abort(self) -> None:
@@ -261,6 +276,7 @@ class Connection:
         network would."""
         self.closing = True
         self._queue.clear()
+        self._grace = 0
         self._writer.cancel()
         if self._transport is not None:
             self._transport.abort()
@@ -276,6 +292,8 @@ class Connection:
         let finish (the client's reply, or the close timeout): the handler returning
         would otherwise cut the TCP connection under it."""
         self.closing = True
+        if self._deadline is not None:
+            self._deadline.cancel()
         self._writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._writer

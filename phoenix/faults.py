@@ -31,6 +31,9 @@ from simulator.scenario import DELIVERY_FAULTS, ScenarioError
 
 log = logging.getLogger("phoenix.faults")
 
+# Faults that hold events back while they last; their end lets them go.
+HOLDING = ("pause_delivery", "burst", "reorder")
+
 
 @dataclass
 class Active:
@@ -118,19 +121,29 @@ class Faults:
         self.app[keys.METRICS].fault(kind)
         if duration:
             self._active[fid] = fault
-        getattr(self, f"_start_{kind}")(fault)
+        # Faults that act while they last (duplicate, reorder, pause_delivery, burst,
+        # rate_limit_squeeze) need nothing at their start but to be active.
+        start = {
+            "close_connections": self._close_connections,
+            "latency": self._start_latency,
+            "token_expiry_storm": self._expire_tokens,
+            "server_restart": self._restart,
+        }.get(kind)
+        if kind == "burst":
+            self._active.setdefault(fid, fault)  # holds until `count` events, or its end
+        if start is not None:
+            start(fault)
 
     def end(self, fid: str) -> None:
         fault = self._active.pop(fid, None)
         if fault is None:
             return
         log.warning("fault %s ended: %s", fid, fault.fault)
-        if fault.fault == "latency" and self._first("latency") is None:
-            self.delay = None
-        if fault.fault in ("pause_delivery", "burst", "reorder"):
+        if fault.fault == "latency":
+            other = self._first("latency")  # overlapping latency faults: the other goes on
+            self.delay = self._sampler(other) if other is not None else None
+        if fault.fault in HOLDING:
             self._flush()
-        if fault.fault == "latency" and self._first("latency") is not None:
-            self.delay = self._sampler(self._first("latency"))  # type: ignore[arg-type]
 
     def inject(self, body: dict[str, Any]) -> dict[str, Any]:
         """A fault now (POST /api/sim/faults): the source checks it against the scenario
@@ -166,7 +179,7 @@ class Faults:
         self._emit(event)
 
     def _holding(self) -> bool:
-        return any(a.fault in ("pause_delivery", "burst", "reorder") for a in self._active.values())
+        return any(a.fault in HOLDING for a in self._active.values())
 
     def _flush(self) -> None:
         held, self._held = self._held, []
@@ -192,7 +205,7 @@ class Faults:
         k = round(fault.params.get("share", 1.0) * len(conns))
         return sorted(fault.rng.sample(conns, k), key=lambda c: c.serial)
 
-    def _start_close_connections(self, fault: Active) -> None:
+    def _close_connections(self, fault: Active) -> None:
         hub, params = self.app[keys.HUB], fault.params
         conns = [
             c
@@ -228,19 +241,7 @@ class Faults:
             return lambda: rng.expovariate(1.0 / mean) if mean > 0 else 0.0
         return lambda: max(0.0, rng.gauss(mean, spread))
 
-    def _start_burst(self, fault: Active) -> None:
-        self._active.setdefault(fault.id, fault)  # holds until `count` events, or its end
-
-    def _start_duplicate(self, fault: Active) -> None:
-        pass  # acts in _emit while active
-
-    def _start_reorder(self, fault: Active) -> None:
-        pass  # acts in publish while active
-
-    def _start_pause_delivery(self, fault: Active) -> None:
-        pass  # holds in publish while active; the end floods
-
-    def _start_token_expiry_storm(self, fault: Active) -> None:
+    def _expire_tokens(self, fault: Active) -> None:
         feed, metrics = self.app[keys.FEED], self.app[keys.METRICS]
         chosen = self._pick(fault, self.app[keys.CONNECTIONS].all())
         err = protocol.unauthorized("expired", "The token has expired")
@@ -251,10 +252,7 @@ class Faults:
             conn.fail(frame, Close.UNAUTHORIZED, err.message)
         log.warning("fault %s expired the tokens of %d connections", fault.id, len(chosen))
 
-    def _start_rate_limit_squeeze(self, fault: Active) -> None:
-        pass  # read through `limit` while active
-
-    def _start_server_restart(self, fault: Active) -> None:
+    def _restart(self, fault: Active) -> None:
         conns = self.app[keys.CONNECTIONS].all()
         for conn in conns:
             conn.close(Close.SERVICE_RESTART, "server restart")

@@ -77,6 +77,7 @@ class Feed:
         on_control: Callable[[Event], None] | None = None,
         sink: Callable[[Published], object] | None = None,
         reload: Reload | None = None,
+        on_reset: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.hub = hub
@@ -85,6 +86,10 @@ class Feed:
         # With `reload`, a finished scenario starts over where it ended: the same story
         # again, with time still moving forward (and ids still increasing).
         self.reload = reload
+        # Called when a run ends or another begins: what it started (faults) ends with it.
+        self.on_reset = on_reset
+        self.error: str | None = None  # why the feed stopped, if a bug stopped it
+        self._ended = False
         self.on_control = on_control
         self.lag_warning = lag_warning
         self._clock = clock
@@ -99,6 +104,10 @@ class Feed:
 
     def load(self, source: Source, info: SourceInfo, speed: float | None = None) -> None:
         """Start (or restart) on `source`; event ids keep increasing across restarts."""
+        if getattr(self, "source", None) is not None and self.on_reset is not None:
+            self.on_reset()
+        self._ended = False
+        self.error = None
         self.source = source
         self.info = info
         self.speed = speed if speed is not None else self.speed
@@ -159,23 +168,38 @@ class Feed:
             "simulated_time": rfc3339(self.source.now),
             "last_event_id": f"evt-{self.seq}" if self.seq else None,
             "lag_seconds": round(self.lag, 3),
+            "error": self.error,
         }
 
     # --- publishing ------------------------------------------------------------
 
     def _publish(self, events: list[Event]) -> int:
+        count = 0
         for event in events:
             if event.channel == CONTROL:
                 if self.on_control is not None:
                     self.on_control(event)
                 continue
+            try:
+                frame = published(self.seq + 1, event)
+            except (TypeError, ValueError) as exc:  # not JSON (NaN, say): never send it
+                log.error(
+                    "dropped %s at %s: cannot be serialised (%s)", event.name, event.time, exc
+                )
+                continue
             self.seq += 1
-            self.sink(published(self.seq, event))
-        return len(events)
+            self.hub.issued = self.seq
+            self.sink(frame)
+            count += 1
+        return count
 
     async def run(self) -> None:
         """Pace the source forever (cancel to stop)."""
         while True:
+            if self.finished and not self._ended:
+                self._ended = True
+                if self.on_reset is not None:
+                    self.on_reset()  # faults of a finished run end with it
             if self.finished and self.reload and self.info.ref and not self.paused:
                 # The last tick ran at `end`; the next run's first tick is one later.
                 again = self.source.now + 1.0
@@ -186,7 +210,15 @@ class Feed:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            await self._catch_up()
+            try:
+                await self._catch_up()
+            except Exception as exc:
+                # A bug in a source must not take the server down with it, nor be
+                # silent: pause, say why in the log and in GET /api/sim.
+                log.exception("the simulation stopped on an internal error; paused")
+                self.pause()
+                self.error = f"{type(exc).__name__}: {exc}"
+                continue
             try:
                 await asyncio.wait_for(self._wake.wait(), TICK)
             except TimeoutError:

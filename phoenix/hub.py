@@ -69,6 +69,8 @@ class Hub:
         self._history_age = history_age
         self._clock = clock or (lambda: 0.0)
         self.last_seq = 0
+        # The highest id handed out, published or not yet (a fault may be holding it).
+        self.issued = 0
         self.stats = {c: ChannelStats() for c in CHANNELS}
 
     # --- subscriptions ---------------------------------------------------------
@@ -143,7 +145,8 @@ class Hub:
         hist = self._history[event.channel]
         hist.events.append(event)
         while len(hist.events) > self._history_size:
-            hist.evicted_upto = hist.events.popleft().seq
+            # max: under a reorder fault, seqs arrive out of order.
+            hist.evicted_upto = max(hist.evicted_upto, hist.events.popleft().seq)
         self._expire(hist)
 
     def _expire(self, hist: _History) -> None:
@@ -151,14 +154,16 @@ class Hub:
             return
         oldest_allowed = self._clock() - self._history_age
         while hist.events and hist.events[0].at < oldest_allowed:
-            hist.evicted_upto = hist.events.popleft().seq
+            hist.evicted_upto = max(hist.evicted_upto, hist.events.popleft().seq)
 
     def replay(
         self, channel: str, since: int, filters: dict[str, str]
     ) -> list[tuple[int, bytes]] | None:
         """Every event of `channel` after seq `since` that matches `filters`, in order;
         None when the history no longer reaches back that far (never a partial replay)."""
-        if self._history_size <= 0 or since > self.last_seq:
+        # An id past any handed out is from another run of the server. One handed out
+        # but held back by a fault is fine: it arrives live when the fault lets it go.
+        if self._history_size <= 0 or since > max(self.last_seq, self.issued):
             return None
         hist = self._history[channel]
         self._expire(hist)

@@ -257,7 +257,7 @@ def _filters(obj: dict[str, Any]) -> dict[str, str]:
 
 
 def _since(obj: dict[str, Any], channels: tuple[str, ...]) -> dict[str, str]:
-    raw = obj.get("since", {})
+    raw = obj.get("since") or {}  # null means none, as for filters
     if not isinstance(raw, dict):
         raise invalid("since", f"expected an object of channel -> event id, got {_json_type(raw)}")
     for key, value in raw.items():

@@ -39,10 +39,15 @@ def tags_of(channel: str, data: dict[str, Any]) -> dict[str, str]:
     return tags
 
 
+def _not_json(name: str) -> None:
+    # Python's json reads NaN and Infinity; JSON has no such thing, nor will we send it.
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_line(text: str) -> Event:
     """One envelope -> Event; raises ValueError saying what is wrong."""
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=_not_json)
     except ValueError as exc:
         raise ValueError(f"not valid JSON ({exc})") from None
     if not isinstance(obj, dict):

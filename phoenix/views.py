@@ -44,10 +44,12 @@ async def favicon(request: web.Request) -> web.Response:
 
 
 def page_token_available(request: web.Request) -> bool:
-    """The page may fetch a viewer token only when the server is bound to loopback and
-    the request came from loopback too."""
+    """The page may fetch a viewer token only when the server is bound to loopback, the
+    request came from loopback, and it names a loopback host (a page on another site
+    that rebinds its DNS name to 127.0.0.1 sends its own name as Host)."""
     cfg = request.app[CONFIG]
-    return is_loopback(cfg.server.host) and is_loopback(request.remote or "")
+    host = (request.url.host or "").strip("[]")
+    return is_loopback(cfg.server.host) and is_loopback(request.remote or "") and is_loopback(host)
 
 
 async def page_token(request: web.Request) -> web.Response:

@@ -209,6 +209,8 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         remote=request.remote or "",
         on_evict=_evicted,
         delays=faults,
+        # Replies plus the longest possible replay (every channel's whole history).
+        own_limit=cfg.limits.outbound_queue + cfg.history.max_events * len(protocol.CHANNELS),
     )
     registry.add(conn)
     session = Session(app, conn)
