@@ -129,7 +129,7 @@ class Hub:
 
     @staticmethod
     def _frame_for(event: Published, filters: dict[str, str], cache: dict[str, bytes]) -> bytes:
-        exp = filters.get("experiment_id") if event.narrow is not None else None
+        exp = filters.get("experiment_id")
         if exp is None or event.narrow is None:
             return event.frame
         frame = cache.get(exp)
