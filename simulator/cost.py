@@ -29,9 +29,25 @@ def cost_update(
 
     Each contribution (experiment id, saved mps) is rounded first; savings are their sum
     and optimized = baseline - savings, so a client can check the arithmetic.
+
+    A contribution is never negative (a candidate that, say, spikes above its baseline
+    saves nothing; it does not add cost), and savings never exceed the baseline: if the
+    contributions claim more points than the fleet sends (a spiking baseline variant),
+    they are scaled down to it, and a cent left over by rounding comes off the largest.
+    So 0 <= savings <= baseline and 0 <= optimized <= baseline always.
     """
     baseline = money(cost_per_hour(total_mps, price_per_million))
-    amounts = [money(cost_per_hour(saved, price_per_million)) for _, saved in contributions]
+    saved_mps = [max(0.0, saved) for _, saved in contributions]
+    claimed = sum(saved_mps)
+    if claimed > total_mps:
+        saved_mps = [s * total_mps / claimed for s in saved_mps]
+    amounts = [money(cost_per_hour(saved, price_per_million)) for saved in saved_mps]
+    excess = round(sum(amounts) - baseline, 2)
+    while excess > 0 and amounts:
+        i = max(range(len(amounts)), key=lambda j: amounts[j])
+        cut = min(excess, amounts[i])
+        amounts[i] = money(amounts[i] - cut)
+        excess = round(excess - cut, 2)
     items = [
         {"experiment_id": exp_id, "contribution_usd": usd}
         for (exp_id, _), usd in zip(contributions, amounts, strict=True)

@@ -107,7 +107,13 @@ class Detector:
                 anomalous = True
                 if state.anomalous_since is None:
                     state.anomalous_since = t
-                if t - state.last_fired >= COOLDOWN:
+                if t - state.anomalous_since >= ADAPT_AFTER:
+                    # A lasting change is the new normal: learn it from scratch. Checked
+                    # before the cooldown (as long as ADAPT_AFTER), so the level shift
+                    # that already fired is not reported again against its stale range.
+                    state.n = 0
+                    anomalous = False
+                elif t - state.last_fired >= COOLDOWN:
                     state.last_fired = t
                     finding = Finding(
                         metric=metric,
@@ -120,10 +126,6 @@ class Detector:
                         ),
                         actual_value=value * scale,
                     )
-                if t - state.anomalous_since >= ADAPT_AFTER:
-                    # A lasting change is the new normal: learn it from scratch.
-                    state.n = 0
-                    anomalous = False
         if not anomalous:
             # An anomalous sample must not drag the baseline it is judged against.
             state.anomalous_since = None

@@ -24,7 +24,7 @@ from simulator.experiments import ExperimentRun, Lab
 from simulator.faults import ActiveFault, GlobalEffects, effects_at
 from simulator.fleet import FleetState
 from simulator.rules import Alert, RuleBook
-from simulator.scenario import Fault, Scenario, ScenarioError, check_fault
+from simulator.scenario import MAX_AGENTS, Fault, Scenario, ScenarioError, check_fault
 
 MIN_DOWNTIME = 10.0  # seconds: a churned agent is away at least this long
 RATE_CHANNELS = ("agents", "metrics", "cost-flow")
@@ -240,7 +240,8 @@ class Engine:
                 events += self._disconnect(agent, t, None if end is None else end)
             item.extra["agents"] = [self.fleet.ids[a] for a in chosen]
         elif fault.type == "agents_join":
-            for agent in self.fleet.join(int(p["count"]), self._fault_rng).tolist():
+            count = min(int(p["count"]), max(0, MAX_AGENTS - self.fleet.size))
+            for agent in self.fleet.join(count, self._fault_rng).tolist():
                 events.append(self._connect(agent, k, t))
             return events  # instantaneous
         elif fault.type == "cancel":
@@ -255,19 +256,29 @@ class Engine:
         data = self.fleet.connect(agent, k, t)
         return Event(t, "agents", "agent.connected", data, {"agent_id": data["agent_id"]})
 
-    def _disconnect(self, agent: int, t: float, back_tick: int | None) -> list[Event]:
-        mps = self._mps_int
-        before = {r.id: int(mps[r.agents].sum()) for r in self.lab.runs if r.status == "running"}
-        tasks, touched = self.lab.reassign(agent)
-        last_seen = self.fleet.disconnect(agent)
-        online = self.fleet.online
-        for run in touched:
-            # The experiment's input moved by a known ratio when its agent was swapped:
-            # carry the detector's baseline along rather than flag the step.
+    def _source(self, run: ExperimentRun) -> int:
+        """The experiment's input: its online agents' rates (as `run.tick` sums them)."""
+        agents = run.agents
+        return int(self._mps_int[agents][self.fleet.online[agents]].sum())
+
+    def _carry_level(self, runs: list[ExperimentRun], before: dict[str, int]) -> None:
+        """The experiments' input moved by a known ratio when an agent was swapped, left
+        or came back: carry the detector's baseline along rather than flag the step."""
+        for run in runs:
             old = before.get(run.id, 0)
             if old:
-                new = int(mps[run.agents][online[run.agents]].sum())
+                new = self._source(run)
                 self._detector.rescale(run.id, ("baseline_mps", "candidate_mps"), new / old)
+            elif run.id in before:
+                # Its input was nothing: there is no level to carry; learn it anew.
+                self._detector.reset(run.id, ("baseline_mps", "candidate_mps"))
+
+    def _disconnect(self, agent: int, t: float, back_tick: int | None) -> list[Event]:
+        # Online agents only, as after the change: an agent already away counts in neither.
+        before = {r.id: self._source(r) for r in self.lab.runs if r.status == "running"}
+        tasks, touched = self.lab.reassign(agent)
+        last_seen = self.fleet.disconnect(agent)
+        self._carry_level(touched, before)
         if back_tick is not None:
             self._return_order += 1
             heapq.heappush(self._returns, (back_tick, self._return_order, agent))
@@ -290,7 +301,12 @@ class Engine:
         while self._returns and self._returns[0][0] <= k:
             _, _, agent = heapq.heappop(self._returns)
             if not self.fleet.online[agent]:
+                # An agent coming back to a running experiment's slots (no spare agent
+                # took its place) raises that experiment's input by a known ratio.
+                back_to = [r for r in self.lab.runs if r.status == "running" and agent in r.agents]
+                before = {r.id: self._source(r) for r in back_to}
                 events.append(self._connect(agent, k, t))
+                self._carry_level(back_to, before)
         churn = self.scenario.fleet.churn
         rate = churn.rate_per_hour + glob.churn_per_hour
         # Drawn every tick, even at rate 0, so that a rate change elsewhere in the
@@ -431,13 +447,30 @@ class Engine:
 
     def _cost(self, t: float, n: int, mps_int: np.ndarray) -> list[Event]:
         online = self.fleet.online
-        contributions: list[tuple[str, float]] = []
+        active: list[tuple[ExperimentRun, float]] = []
         for run in self.lab.runs:
             if run.status == "running" and run.metrics:
                 saved = run.metrics["baseline_mps"] - run.metrics["candidate_mps"]
-                contributions.append((run.id, float(saved)))
+                active.append((run, float(saved)))
             elif run.status == "completed" and run.winner == "candidate":
-                contributions.append((run.id, run.promoted_saving(mps_int, online)))
+                active.append((run, run.promoted_saving(mps_int, online)))
+        # An agent shared by several optimizations (too few free agents when one was
+        # placed) has its traffic reduced once, not once per optimization: each of them
+        # claims its share of that agent's points.
+        users = np.zeros(self.fleet.size, dtype=np.int64)
+        for run, _ in active:
+            agents = run.agents
+            users[agents[online[agents]]] += 1
+        contributions: list[tuple[str, float]] = []
+        for run, saved in active:
+            agents = run.agents
+            agents = agents[online[agents]]
+            if agents.size and users[agents].max() > 1:
+                weights = mps_int[agents].astype(float)
+                total = float(weights.sum())
+                if total > 0:
+                    saved *= float((weights / users[agents]).sum()) / total
+            contributions.append((run.id, saved))
         data = {
             "timestamp": rfc3339(t),
             **cost_update(

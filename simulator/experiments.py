@@ -1,7 +1,8 @@
 """Experiments and their deployments: the lifecycle state machine and the A/B numbers.
 
 created -> initializing -> deploying -> running -> analyzing -> completed | failed;
-cancelled from any state before analysis; rolled_back once a failed experiment's
+cancelled from any live state (a cancel that arrives before the experiment exists
+takes effect when it is created); rolled_back once a failed experiment's
 rollback has finished. Both variants run side by side on the same agents (as in the
 original controller), so baseline and candidate see the same input and the comparison
 is fair. The outcome comes from the measured numbers, never from a script.
@@ -30,7 +31,7 @@ ERROR_BASE = 1e-4  # normal error rate of a healthy pipeline
 ERROR_NOISE = 0.08  # relative, clipped at 2.5 sd (see detector.MIN_REL_SD)
 
 LIVE = ("initializing", "deploying", "running", "analyzing")
-CANCELLABLE = ("created", "initializing", "deploying", "running")
+CANCELLABLE = ("created", "initializing", "deploying", "running", "analyzing")
 
 
 @dataclass
@@ -94,6 +95,8 @@ class ExperimentRun:
     deployments: list[DeploymentRun] = field(default_factory=list)
     phase_until: int = 0
     run_start: float | None = None
+    run_end: float | None = None  # when it stopped running (progress freezes there)
+    cancel_requested: bool = False  # cancelled while still pending
     next_progress: float = math.inf
     progress_every: float = 30.0
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -140,6 +143,8 @@ class ExperimentRun:
             return 1.0
         if self.run_start is None:
             return 0.0
+        if self.run_end is not None:
+            t = min(t, self.run_end)
         return round(min(1.0, max(0.0, (t - self.run_start) / self.spec.duration)), 4)
 
     def updated(self, t: float) -> Event:
@@ -203,6 +208,8 @@ class ExperimentRun:
                     },
                 )
             )
+            if self.cancel_requested:
+                return out + self.cancel(t)
         if self.status == "created" and t >= start + spec.start_at:
             self.status = "initializing"
             self.phase_until = tick + INIT_SECONDS
@@ -408,6 +415,7 @@ class ExperimentRun:
         assert self.run_start is not None
         if t - self.run_start >= self.spec.duration:
             self.status = "analyzing"
+            self.run_end = t
             self.phase_until = tick + ANALYSIS_SECONDS
             out.append(self.updated(t))
         elif t >= self.next_progress:
@@ -446,6 +454,8 @@ class ExperimentRun:
         ]
 
     def _fail(self, tick: int, t: float, error: str) -> list[Event]:
+        if self.status == "running":
+            self.run_end = t
         self.status = "failed"
         self.error = error
         self.rollback_initiated = self.spec.rollback and bool(self.deployments)
@@ -472,8 +482,14 @@ class ExperimentRun:
         ]
 
     def cancel(self, t: float) -> list[Event]:
+        if self.status == "pending":
+            # Accepted now, carried out when the experiment is created.
+            self.cancel_requested = True
+            return []
         if self.status not in CANCELLABLE:
             return []
+        if self.status == "running":
+            self.run_end = t
         self.status = "cancelled"
         for dep in self.deployments:
             if dep.status in ("active", "deploying"):

@@ -12,7 +12,7 @@ import difflib
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,15 @@ METRIC_FAULTS: frozenset[str] = frozenset(
 )
 AGENT_FAULTS: frozenset[str] = frozenset({"agents_leave", "agent_churn", "agents_join"})
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
+
+# Bounds that keep the model's arithmetic finite and a load fast.
+MAX_AGENTS = 100_000  # fleet.agents, and agents joining in one fault
+MAX_MPS_MEDIAN = 1e7  # per agent; int64 sums stay far from overflow
+MAX_PRICE = 1e6  # USD per million points
+MAX_RATE_PER_HOUR = 1e6  # churn
+MIN_INTERVAL = 0.001  # seconds (1 ms)
+MAX_START_YEAR = 9000  # far enough from datetime's year 9999 for any run
+MAX_YAML_NODES = 200_000  # distinct YAML nodes in one file
 
 
 class ScenarioError(Exception):
@@ -232,17 +241,25 @@ def load_scenario(name_or_path: str) -> Scenario:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"{name_or_path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            f"{path.name}: cannot read: not UTF-8 text (byte {exc.start})"
+        ) from None
     return parse_scenario(text, source=path.name)
 
 
 def parse_scenario(text: str, source: str = "<string>") -> Scenario:
     """Parse and validate scenario YAML text; `source` prefixes error messages."""
+    lines: dict[tuple[Any, ...], int] = {}
     try:
         loader = yaml.SafeLoader(text)
         try:
             node = loader.get_single_node()
             if node is None:
                 raise ScenarioError(f"{source}: the file is empty")
+            # Before constructing: construction flattens merge keys (`<<`) into the
+            # mapping node, which would make an overridden merged key look duplicated.
+            _record_lines(node, (), lines, source, set())
             data = loader.construct_document(node)
         finally:
             loader.dispose()
@@ -251,31 +268,50 @@ def parse_scenario(text: str, source: str = "<string>") -> Scenario:
         where = f" (line {mark.line + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ScenarioError(f"{source}{where}: invalid YAML: {problem}") from None
-    lines: dict[tuple[Any, ...], int] = {}
-    _record_lines(node, (), lines, source)
-    return _Checker(source, lines).scenario(data)
+    except RecursionError:
+        raise ScenarioError(f"{source}: invalid YAML: nested too deeply") from None
+    try:
+        return _Checker(source, lines).scenario(data)
+    except RecursionError:
+        raise ScenarioError(f"{source}: nested too deeply (recursive aliases?)") from None
 
 
 def _record_lines(
-    node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], source: str
+    node: yaml.Node,
+    path: tuple[Any, ...],
+    lines: dict[tuple[Any, ...], int],
+    source: str,
+    visited: set[int],
 ) -> None:
+    # An alias is the node it names: walk each node once, so recursive aliases end and
+    # alias bombs ("billion laughs") cost their size in the file, not their expansion.
+    # Paths reached through an alias fall back to the nearest recorded line.
+    if id(node) in visited:
+        return
+    visited.add(id(node))
+    if len(visited) > MAX_YAML_NODES:
+        raise ScenarioError(f"{source}: too many YAML nodes (more than {MAX_YAML_NODES})")
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
+        seen: set[tuple[str, str]] = set()
         for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                _record_lines(value_node, path + ("<<",), lines, source, visited)
+                continue
             key = key_node.value
-            if key in seen:
+            # The tag too: `1` (an integer) and `'1'` (a string) are different keys.
+            if (key_node.tag, key) in seen:
                 where = _path_text(path + (key,))
                 raise ScenarioError(
                     f"{source}: {where} (line {key_node.start_mark.line + 1}): duplicate key"
                 )
-            seen.add(key)
+            seen.add((key_node.tag, key))
             # The key's line: that is where a reader looks for the field.
             lines[path + (key,)] = key_node.start_mark.line + 1
-            _record_lines(value_node, path + (key,), lines, source)
+            _record_lines(value_node, path + (key,), lines, source, visited)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _record_lines(item, path + (i,), lines, source)
+            _record_lines(item, path + (i,), lines, source, visited)
 
 
 def _path_text(path: tuple[Any, ...]) -> str:
@@ -433,7 +469,9 @@ class _Checker:
                 if not isinstance(raw, str | datetime):
                     raise ValueError
                 start = float(math.floor(parse_rfc3339(raw)))
-            except ValueError:
+                if datetime.fromtimestamp(start, UTC).year > MAX_START_YEAR:
+                    raise ValueError
+            except (ValueError, OverflowError, OSError):
                 raise self.fail(
                     ("start",),
                     f"expected an RFC 3339 time such as 2024-01-20T10:00:00Z, got {_show(raw)}",
@@ -451,8 +489,8 @@ class _Checker:
                 ("price_per_million_points",),
                 top["price_per_million_points"],
                 0.0,
-                None,
-                "a price in USD that is not negative",
+                MAX_PRICE,
+                f"a price in USD between 0 and {MAX_PRICE:g}",
             )
         fleet = self.fleet(top.get("fleet", {}))
         pipelines = self.pipelines(top.get("pipelines", []))
@@ -490,22 +528,38 @@ class _Checker:
 
     def intervals(self, value: Any) -> Intervals:
         path = ("intervals",)
-        m = self.mapping(path, value or {}, optional=("metrics", "heartbeat", "cost", "progress"))
-        kwargs = {k: self.duration(path + (k,), v, positive=True) for k, v in m.items()}
+        m = self.mapping(
+            path,
+            {} if value is None else value,
+            optional=("metrics", "heartbeat", "cost", "progress"),
+        )
+        kwargs = {}
+        for k, v in m.items():
+            seconds = self.duration(path + (k,), v, positive=True)
+            if seconds < MIN_INTERVAL:
+                raise self.fail(
+                    path + (k,), f"expected an interval of at least 1ms, got {_show(v)}"
+                )
+            kwargs[k] = seconds
         return Intervals(**kwargs)
 
     def fleet(self, value: Any) -> Fleet:
         path = ("fleet",)
         m = self.mapping(
             path,
-            value or {},
+            {} if value is None else value,
             optional=("agents", "hostname_prefix", "versions", "capabilities", "mps", "churn"),
         )
         kwargs: dict[str, Any] = {}
         if "agents" in m:
             kwargs["agents"] = self.integer(
-                path + ("agents",), m["agents"], 1, "a number of agents >= 1"
+                path + ("agents",), m["agents"], 1, f"a number of agents from 1 to {MAX_AGENTS}"
             )
+            if kwargs["agents"] > MAX_AGENTS:
+                raise self.fail(
+                    path + ("agents",),
+                    f"expected a number of agents from 1 to {MAX_AGENTS}, got {m['agents']}",
+                )
         if "hostname_prefix" in m:
             kwargs["hostname_prefix"] = self.string(
                 path + ("hostname_prefix",), m["hostname_prefix"]
@@ -528,7 +582,11 @@ class _Checker:
             mps = self.mapping(mp, m["mps"], optional=("median", "sigma"))
             if "median" in mps:
                 kwargs["mps_median"] = self.number(
-                    mp + ("median",), mps["median"], 1.0, None, "a rate >= 1"
+                    mp + ("median",),
+                    mps["median"],
+                    1.0,
+                    MAX_MPS_MEDIAN,
+                    f"a rate between 1 and {MAX_MPS_MEDIAN:g}",
                 )
             if "sigma" in mps:
                 kwargs["mps_sigma"] = self.number(
@@ -540,7 +598,11 @@ class _Checker:
             ck: dict[str, Any] = {}
             if "rate_per_hour" in churn:
                 ck["rate_per_hour"] = self.number(
-                    cp + ("rate_per_hour",), churn["rate_per_hour"], 0.0, None, "a rate >= 0"
+                    cp + ("rate_per_hour",),
+                    churn["rate_per_hour"],
+                    0.0,
+                    MAX_RATE_PER_HOUR,
+                    f"a rate between 0 and {MAX_RATE_PER_HOUR:g}",
                 )
             if "downtime" in churn:
                 ck["downtime"] = self.duration(cp + ("downtime",), churn["downtime"], positive=True)
@@ -717,7 +779,9 @@ class _Checker:
             )
         at = self.duration(path + ("at",), m["at"]) if with_at else 0.0
         duration = self.duration(path + ("duration",), m["duration"]) if "duration" in m else 0.0
-        raw_params = m.get("params") or {}
+        raw_params = m.get("params")
+        if raw_params is None:
+            raw_params = {}
         if not isinstance(raw_params, dict):
             raise self.fail(path + ("params",), f"expected a mapping, got {_show(raw_params)}")
         params: dict[str, Any] = {}
@@ -763,12 +827,11 @@ class _Checker:
             if ftype in METRIC_FAULTS and duration <= 0:
                 raise self.fail(path, f"a '{ftype}' fault needs a positive 'duration'")
         elif ftype in AGENT_FAULTS:
-            agent_ids = {f"agent-{h}" for h in fleet.hostnames()}
-            if target != "global" and (ftype != "agents_leave" or target not in agent_ids):
+            if target != "global" and (ftype != "agents_leave" or not _is_agent(fleet, target)):
                 raise self.fail(
                     path + ("target",),
                     "expected 'global' or (for agents_leave) an agent id such as "
-                    f"'agent-{fleet.hostnames()[0]}', got {_show(target)}",
+                    f"'{_agent_id(fleet, 1)}', got {_show(target)}",
                 )
             if ftype == "agent_churn" and duration <= 0:
                 raise self.fail(path, "an 'agent_churn' fault needs a positive 'duration'")
@@ -784,7 +847,7 @@ class _Checker:
                 raise self.fail(path, f"expected normal, uniform or exponential, got {_show(v)}")
             return v
         if key == "code":
-            if isinstance(v, bool) or v not in FAULT_CLOSE_CODES:
+            if not isinstance(v, int) or isinstance(v, bool) or v not in FAULT_CLOSE_CODES:
                 raise self.fail(
                     path,
                     "expected a close code 1000, 1001, 1008, 1011-1013 or 3000-4999, "
@@ -815,7 +878,16 @@ class _Checker:
         if key in ("ramp", "downtime"):
             return self.duration(path, v)
         if key == "count":
-            return self.integer(path, v, 0, "a number of agents >= 0")
+            count = self.integer(path, v, 0, f"a number of agents from 0 to {MAX_AGENTS}")
+            if count > MAX_AGENTS:
+                raise self.fail(
+                    path, f"expected a number of agents from 0 to {MAX_AGENTS}, got {v}"
+                )
+            return count
+        if key == "rate_per_hour":
+            return self.number(
+                path, v, 0.0, MAX_RATE_PER_HOUR, f"a rate between 0 and {MAX_RATE_PER_HOUR:g}"
+            )
         if key in ("fraction", "error_rate"):
             return self.number(path, v, 0.0, 1.0, "a number between 0 and 1")
         if key == "factor":
@@ -851,6 +923,24 @@ class _Checker:
         return AlertRule(
             name, " ".join(condition.split()), metric, op, threshold, for_seconds, severity, scope
         )
+
+
+def _agent_id(fleet: Fleet, number: int) -> str:
+    width = max(2, len(str(fleet.agents)))
+    return f"agent-{fleet.hostname_prefix}-{number:0{width}d}"
+
+
+def _is_agent(fleet: Fleet, target: str) -> bool:
+    """Whether `target` is the id of one of the fleet's starting agents (parsed, not
+    looked up: a large fleet's id set is costly to build)."""
+    prefix = f"agent-{fleet.hostname_prefix}-"
+    if not target.startswith(prefix):
+        return False
+    digits = target[len(prefix) :]
+    width = max(2, len(str(fleet.agents)))
+    if len(digits) != width or not (digits.isascii() and digits.isdigit()):
+        return False
+    return 1 <= int(digits) <= fleet.agents
 
 
 def check_fault(value: Any, scenario: Scenario, source: str = "fault") -> Fault:

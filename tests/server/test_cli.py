@@ -25,11 +25,11 @@ async def test_sigterm_closes_every_socket_1001_and_exits_0(tmp_path) -> None:
             socks = [await session.ws_connect(f"{srv.base}/ws?token={tok}") for _ in range(3)]
             for ws in socks:
                 await ws.send_str('{"type":"subscribe","channels":["agents","metrics"]}')
-                assert json.loads((await ws.receive(timeout=5)).data)["status"] == "ok"
+                assert json.loads((await ws.receive(timeout=15)).data)["status"] == "ok"
             srv.proc.send_signal(signal.SIGTERM)
             for ws in socks:
                 while True:
-                    msg = await ws.receive(timeout=10)
+                    msg = await ws.receive(timeout=20)
                     if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
                         break
                 assert ws.close_code == 1001
@@ -57,7 +57,7 @@ async def test_the_token_never_reaches_a_log_line() -> None:
             ws = await session.ws_connect(f"{srv.base}/ws?token={tok}")
             await ws.close()
             bad = await session.ws_connect(f"{srv.base}/ws?token={tok}x")
-            await bad.receive(timeout=5)
+            await bad.receive(timeout=15)
             await bad.close()
             async with session.get(f"{srv.base}/health?token={tok}") as r:
                 assert r.status == 200

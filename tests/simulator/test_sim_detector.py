@@ -27,9 +27,10 @@ def test_sudden_drop_is_flagged_with_its_range():
     assert found.severity == "critical"
     lo, hi = found.expected_range
     assert lo < 150_000 < hi and not lo < 50_000 < hi
-    # Ongoing: no second finding within the cool-down, then one after it.
+    # Ongoing: no second finding within the cool-down; a drop that lasts that long is
+    # the new normal (adapted, not reported again against the stale range).
     assert det.observe(310.0, "e", "candidate_mps", 50_000.0) is None
-    assert det.observe(300.0 + COOLDOWN, "e", "candidate_mps", 50_000.0) is not None
+    assert det.observe(300.0 + COOLDOWN, "e", "candidate_mps", 50_000.0) is None
 
 
 def test_types_follow_metric_and_direction():
@@ -49,3 +50,25 @@ def test_warm_up_hides_early_samples():
     det = Detector()
     det.observe(0.0, "e", "baseline_mps", 1000.0)
     assert det.observe(10.0, "e", "baseline_mps", 10.0) is None
+
+
+def test_lasting_level_shift_fires_once():
+    # 1000 every 10 s, then 500 for good from t=600: one finding, at 600 only.
+    det = Detector()
+    fired = []
+    for i in range(200):
+        t = i * 10.0
+        if det.observe(t, "e", "baseline_mps", 1000.0 if t < 600 else 500.0):
+            fired.append(t)
+    assert fired == [600.0]
+
+
+def test_a_new_incident_after_adapting_still_fires():
+    det = Detector()
+    fired = []
+    for i in range(300):
+        t = i * 10.0
+        value = 1000.0 if t < 600 else 500.0 if t < 1500 else 2000.0
+        if det.observe(t, "e", "baseline_mps", value):
+            fired.append(t)
+    assert fired == [600.0, 1500.0]

@@ -269,3 +269,163 @@ def test_set_rate_before_the_first_tick_uses_the_starting_fleet(demo):
     per_second = sum(e.name == "agent.heartbeat" for e in events if e.time > START + 10) / 10
     assert per_second == pytest.approx(600, rel=0.05)
     assert beats > 0
+
+
+def _small(experiments: str, faults: str = "", agents: int = 10):
+    from simulator.scenario import parse_scenario
+
+    return parse_scenario(
+        f"""
+name: small
+fleet: {{agents: {agents}}}
+pipelines:
+  - {{id: base, template: baseline}}
+  - {{id: cand, template: adaptive_filter}}
+experiments:
+{experiments}
+faults:
+{faults or "  []"}
+"""
+    )
+
+
+def test_agents_leaving_and_returning_are_not_anomalies():
+    # Every agent in the experiment: nobody can take a leaver's place, so the input
+    # drops when one leaves (already-offline agents must not count in the rescale) and
+    # rises when it returns (rescaled too).
+    sc = _small(
+        "  - {id: e1, baseline: base, candidate: cand, duration: 1h, agents: 10,"
+        " deployment: {failure_probability: 0}}",
+        "  - {at: 300s, type: agents_leave, duration: 5m}\n"
+        "  - {at: 330s, type: agents_leave, duration: 5m}",
+    )
+    events = Engine(sc, seed=0, start=START).advance_to(START + 1200)
+    assert sum(e.name == "agent.disconnected" for e in events) == 2
+    assert sum(e.name == "agent.connected" and e.time > START for e in events) == 2
+    assert [e.data for e in events if e.name == "metrics.anomaly"] == []
+
+
+def _experiments_on_all_agents():
+    return _small(
+        "  - {id: e1, baseline: base, candidate: cand, duration: 1h, agents: 10,"
+        " deployment: {failure_probability: 0}}\n"
+        "  - {id: e2, baseline: base, candidate: cand, duration: 1h, agents: 10,"
+        " deployment: {failure_probability: 0}}",
+    )
+
+
+def test_shared_agents_do_not_count_savings_twice():
+    events = Engine(_experiments_on_all_agents(), seed=0, start=START).advance_to(START + 300)
+    costs = [e.data for e in events if e.name == "cost.update"]
+    shared = [d for d in costs if len(d["active_optimizations"]) == 2]
+    assert shared
+    for d in costs:
+        assert 0 <= d["savings_per_hour"] <= d["baseline_cost_per_hour"]
+        assert 0 <= d["optimized_cost_per_hour"] <= d["baseline_cost_per_hour"]
+    # Two optimizations of about 70 % on the same traffic save about 70 %, not 140 %.
+    last = shared[-1]
+    assert last["savings_per_hour"] < 0.8 * last["baseline_cost_per_hour"]
+
+
+def test_candidate_spike_never_makes_savings_negative():
+    sc = _small(
+        "  - {id: e1, baseline: base, candidate: cand, duration: 1h, agents: 5,"
+        " deployment: {failure_probability: 0}}",
+        "  - {at: 100s, type: spike, target: e1, duration: 2m, params: {factor: 10}}\n"
+        "  - {at: 300s, type: spike, target: e1, duration: 2m,"
+        " params: {factor: 1000, variant: baseline}}",
+    )
+    costs = [
+        e.data
+        for e in Engine(sc, seed=0, start=START).advance_to(START + 500)
+        if e.name == "cost.update"
+    ]
+    items = [i for d in costs for i in d["active_optimizations"]]
+    assert any(i["contribution_usd"] == 0 for i in items)  # the candidate spike
+    for d in costs:
+        assert all(i["contribution_usd"] >= 0 for i in d["active_optimizations"])
+        assert 0 <= d["savings_per_hour"] <= d["baseline_cost_per_hour"]
+        assert d["optimized_cost_per_hour"] == round(
+            d["baseline_cost_per_hour"] - d["savings_per_hour"], 2
+        )
+
+
+def _status_events(events, eid):
+    return [e.data for e in events if e.name.startswith("experiment.") and e.data["id"] == eid]
+
+
+def test_progress_freezes_when_an_experiment_stops_running():
+    sc = _small(
+        "  - {id: e1, baseline: base, candidate: cand, duration: 10m, agents: 2,"
+        " deployment: {failure_probability: 0}}",
+        "  - {at: 100s, type: cancel, target: e1}",
+    )
+    eng = Engine(sc, seed=0, start=START)
+    events = eng.advance_to(START + 100)
+    cancelled = _status_events(events, "e1")[-1]
+    assert cancelled["status"] == "cancelled" and cancelled["progress"] > 0
+    eng.advance_to(START + 500)
+    snap = next(x for x in eng.snapshot()["experiments"] if x["id"] == "e1")
+    assert snap["progress"] == cancelled["progress"]
+
+
+def test_progress_freezes_after_a_failure_and_rollback():
+    sc = _small(
+        "  - {id: e1, baseline: base, candidate: cand, duration: 10m, agents: 2,"
+        " abort_after: 10s, deployment: {failure_probability: 0}}",
+        "  - {at: 100s, type: error_surge, target: e1, duration: 5m}",
+    )
+    eng = Engine(sc, seed=0, start=START)
+    events = eng.advance_to(START + 300)
+    seen = _status_events(events, "e1")
+    failed = next(d for d in seen if d["status"] == "failed")
+    rolled_back = next(d for d in seen if d["status"] == "rolled_back")
+    snap = next(x for x in eng.snapshot()["experiments"] if x["id"] == "e1")
+    assert snap["status"] == "rolled_back"
+    assert snap["progress"] == rolled_back["progress"] > 0
+    assert failed["id"] == "e1"
+
+
+def test_cancel_before_the_experiment_exists_takes_effect_when_created():
+    sc = _small(
+        "  - {id: e1, baseline: base, candidate: cand, create_at: 60s, duration: 10m, agents: 2}"
+    )
+    eng = Engine(sc, seed=0, start=START)
+    eng.advance_to(START + 10)
+    eng.inject({"type": "cancel", "target": "e1"})
+    events = eng.advance_to(START + 120)
+    seen = [
+        (e.time - START, e.name, e.data["status"]) for e in events if e.channel == "experiments"
+    ]
+    assert seen == [(60, "experiment.created", "created"), (60, "experiment.updated", "cancelled")]
+
+
+def test_cancel_while_analyzing():
+    sc = _small(
+        "  - {id: e1, baseline: base, candidate: cand, duration: 2m, agents: 2,"
+        " deployment: {failure_probability: 0}}"
+    )
+    eng = Engine(sc, seed=0, start=START)
+    t = START
+    while True:
+        t += 1
+        events = eng.advance_to(t)
+        if any(e.name == "experiment.updated" and e.data["status"] == "analyzing" for e in events):
+            break
+    eng.inject({"type": "cancel", "target": "e1"})
+    events = eng.advance_to(t + 60)
+    assert [e.data["status"] for e in events if e.channel == "experiments"] == ["cancelled"]
+    snap = next(x for x in eng.snapshot()["experiments"] if x["id"] == "e1")
+    assert snap["status"] == "cancelled" and snap["progress"] == 1.0
+
+
+def test_agents_join_is_capped():
+    from simulator.scenario import MAX_AGENTS
+
+    sc = _small("  []", agents=2)
+    eng = Engine(sc, seed=0, start=START)
+    with pytest.raises(ScenarioError, match="count"):
+        eng.inject({"type": "agents_join", "params": {"count": 10**11}})
+    eng.inject({"type": "agents_join", "params": {"count": MAX_AGENTS}})
+    eng.advance_to(START + 1)
+    assert eng.fleet.size == MAX_AGENTS

@@ -123,3 +123,154 @@ def test_bundled_scenarios_listed_and_loadable():
     assert all(description for _, description in bundled_scenarios())
     with pytest.raises(ScenarioError, match="did you mean 'demo'"):
         load_scenario("demoo")
+
+
+def test_unreadable_files_are_scenario_errors(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(ScenarioError, match=r"latin1\.yaml: cannot read: not UTF-8"):
+        load_scenario(str(path))
+
+
+def test_recursive_alias_is_a_scenario_error():
+    message = _error("name: t\nfleet: &a {x: *a}\n")
+    assert message.startswith("t.yaml: fleet.x")
+    assert "unknown field" in message
+
+
+def test_deep_nesting_is_a_scenario_error():
+    assert "nested too deeply" in _error("name: t\nfleet: " + "[" * 5000 + "\n")
+
+
+def test_billion_laughs_is_cheap():
+    import time
+
+    lol = ["name: t", 'a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 9):
+        lol.append(f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 10) + "]")
+    began = time.process_time()
+    assert "unknown field" in _error("\n".join(lol) + "\n")
+    assert time.process_time() - began < 1.0
+
+
+def test_too_many_nodes(monkeypatch):
+    monkeypatch.setattr("simulator.scenario.MAX_YAML_NODES", 100)
+    assert "too many YAML nodes" in _error("name: t\nx: [" + "1," * 100 + "1]\n")
+    assert "unknown field" in _error("name: t\nx: [" + "1," * 50 + "1]\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("intervals: {metrics: 0.0000001}", "intervals.metrics (line 2): expected an interval"),
+        ("intervals: {cost: 0.5ms}", "intervals.cost (line 2): expected an interval"),
+        ("fleet: {mps: {median: 1.0e+300}}", "fleet.mps.median (line 2): expected a rate"),
+        ("price_per_million_points: 1.0e+308", "price_per_million_points (line 2)"),
+        ("fleet: {churn: {rate_per_hour: 1.0e+300}}", "fleet.churn.rate_per_hour (line 2)"),
+        ("start: 9999-12-31T23:59:50Z", "start (line 2): expected an RFC 3339 time"),
+        ("fleet: {agents: 20000000}", "fleet.agents (line 2): expected a number of agents"),
+    ],
+)
+def test_values_out_of_bounds(text, expected):
+    assert expected in _error(f"name: t\n{text}\n")
+
+
+def test_interval_of_one_millisecond_runs():
+    from simulator import Engine
+
+    sc = parse_scenario(
+        "name: t\nstart: 2024-01-20T10:00:00Z\nfleet: {agents: 2}\nintervals: {metrics: 1ms}\n"
+    )
+    events = Engine(sc).advance_to(sc.start + 1)
+    assert (
+        sum(e.name == "metrics.update" for e in events) == 1001
+    )  # one at tick 0, a thousand in tick 1
+
+
+def test_agent_targets_are_parsed_not_enumerated():
+    import time
+
+    base = "name: t\nfleet: {agents: 100000}\nfaults:\n  - {at: 1m, type: agents_leave, "
+    began = time.process_time()
+    sc = parse_scenario(base + "target: agent-prod-app-100000, duration: 1m}\n")
+    assert time.process_time() - began < 0.5
+    assert sc.faults[0].target == "agent-prod-app-100000"
+    for bad in (
+        "agent-prod-app-100001",
+        "agent-prod-app-000000",
+        "agent-prod-app-1",
+        "agent-prod-app-0000１",
+        "agent-prod-app-+00001",
+    ):
+        assert "expected 'global' or" in _error(base + f"target: {bad}, duration: 1m}}\n")
+    assert (
+        parse_scenario(
+            "name: t\nfleet: {agents: 5}\nfaults:\n"
+            "  - {at: 1m, type: agents_leave, target: agent-prod-app-05}\n"
+        )
+        .faults[0]
+        .target
+        == "agent-prod-app-05"
+    )
+
+
+def test_fault_counts_are_capped():
+    text = "name: t\nfaults:\n  - {at: 1m, type: agents_join, params: {count: 100000000000}}\n"
+    assert "faults[0].params.count (line 3): expected a number of agents" in _error(text)
+    text = (
+        "name: t\nfaults:\n  - {at: 1m, type: agent_churn, duration: 1m,"
+        " params: {rate_per_hour: 1.0e+300}}\n"
+    )
+    assert "faults[0].params.rate_per_hour (line 3): expected a rate" in _error(text)
+
+
+def test_merge_key_with_an_override_is_not_a_duplicate():
+    sc = parse_scenario(
+        textwrap.dedent(
+            """\
+            name: t
+            pipelines:
+              - {id: base, template: baseline}
+              - {id: cand, template: adaptive_filter}
+            experiments:
+              - &e {id: e1, baseline: base, candidate: cand, duration: 5m}
+              - <<: *e
+                id: e2
+                agents: 3
+            """
+        )
+    )
+    assert [(e.id, e.agents, e.duration) for e in sc.experiments] == [
+        ("e1", 15, 300.0),
+        ("e2", 3, 300.0),
+    ]
+    # A real duplicate next to a merge is still one.
+    assert "experiments[1].id (line 5): duplicate key" in _error(
+        "name: t\nexperiments:\n  - &e {id: e1}\n  - {<<: *e, id: e2,\n     id: e3}\n"
+    )
+
+
+def test_int_and_string_keys_are_different_keys():
+    # `1` and `'1'` are two keys (both unknown fields here), not a duplicate.
+    message = _error("name: t\nfleet: {1: a, '1': b}\n")
+    assert "duplicate" not in message and "unknown field" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("fleet: []", "fleet (line 2)"),
+        ("fleet: false", "fleet (line 2)"),
+        ("intervals: 0", "intervals (line 2)"),
+        ("faults:\n  - {at: 1m, type: agents_join, params: []}", "faults[0].params (line 3)"),
+    ],
+)
+def test_empty_or_false_is_not_an_absent_mapping(text, path):
+    assert f"{path}: expected a mapping" in _error(f"name: t\n{text}\n")
+
+
+def test_close_code_must_be_an_integer():
+    text = "name: t\nfaults:\n  - {at: 1m, type: close_connections, params: {code: 4000.0}}\n"
+    assert "faults[0].params.code (line 3): expected a close code" in _error(text)
+    text = text.replace("4000.0", "4000")
+    assert parse_scenario(text).faults[0].params["code"] == 4000
