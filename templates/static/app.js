@@ -20,17 +20,24 @@
   const RECENT_MAX = 6; // joins/leaves, finished deployments, resolved alerts shown
   const DEDUPE_MAX = 5000;
   const POLL_MS = 3000;
-  const PING_MS = 20000;
-  const REQUEST_TIMEOUT_MS = 10000;
+  // Tests may shorten the timers (set before the script runs); nothing else reads this.
+  const TUNE = window.__phoenixTest && typeof window.__phoenixTest === "object" ? window.__phoenixTest : {};
+  const PING_MS = Number(TUNE.pingMs) || 20000;
+  const REQUEST_TIMEOUT_MS = Number(TUNE.requestTimeoutMs) || 10000;
+  const TOKEN_REFRESH_MS = 60000; // fetch a new page token this long before it expires
+  const MAX_RESYNCS = 3; // full reloads in a row after `recovered: false`
   const TOKEN_KEY = "phoenix.token";
   const DONE_DEPLOYMENT = new Set(["active", "completed", "failed", "rolled_back", "cancelled"]);
   const CLOSE_MEANING = {
     1000: "normal closure",
     1001: "server going away",
     1006: "connection lost",
+    1008: "policy violation",
     1009: "message too big",
     1011: "server error",
+    1012: "server restarting",
     1013: "slow consumer, try again later",
+    4000: "closed by the page",
     4001: "unauthorized",
     4029: "rate limited",
   };
@@ -48,10 +55,16 @@
     return node;
   }
 
+  // The status words the stylesheet colours: only these ever become a class.
+  const BADGE_CLASSES = new Set([
+    "running", "active", "healthy", "completed", "deploying", "initializing", "analyzing",
+    "created", "warning", "degraded", "failed", "rolled_back", "critical", "cancelled",
+    "offline", "info",
+  ]);
+
   function badge(text) {
     const b = el("span", "badge", text);
-    // Only well-formed status words become a class; anything else stays plain text.
-    if (typeof text === "string" && /^[a-z_]{1,32}$/.test(text)) b.classList.add(text);
+    if (typeof text === "string" && BADGE_CLASSES.has(text)) b.classList.add(text);
     return b;
   }
 
@@ -197,8 +210,21 @@
     if (id === chartExp) chartDirty = true;
   }
 
-  function applySnapshot(snap) {
+  // The server's filter rule: an item naming another experiment is out, one without the
+  // key passes. The HTTP snapshots are unfiltered, the events are not.
+  function inFilter(item) {
+    return !filterExp || !item || typeof item.experiment_id !== "string" || item.experiment_id === filterExp;
+  }
+
+  // A snapshot the token may not read is null: that part of the state stays empty.
+  function applySnapshot(raw) {
     resetState();
+    const snap = {
+      experiments: raw.experiments || {},
+      agents: raw.agents || {},
+      deployments: raw.deployments || {},
+      alerts: raw.alerts || {},
+    };
     for (const e of snap.experiments.experiments || []) {
       if (!e || typeof e.id !== "string") continue;
       state.experiments.set(e.id, Object.assign({}, e));
@@ -212,13 +238,13 @@
     state.fleetChanges.sort((x, y) => (parseTime(y.at) || 0) - (parseTime(x.at) || 0));
     state.fleetChanges.length = Math.min(state.fleetChanges.length, RECENT_MAX);
     for (const d of snap.deployments.deployments || []) {
-      if (!d || typeof d.deployment_id !== "string") continue;
+      if (!d || typeof d.deployment_id !== "string" || !inFilter(d)) continue;
       if (DONE_DEPLOYMENT.has(d.status)) state.deploymentsDone.push(d);
       else state.deployments.set(d.deployment_id, Object.assign({}, d));
     }
     state.deploymentsDone = state.deploymentsDone.slice(-RECENT_MAX).reverse();
     for (const a of snap.alerts.alerts || []) {
-      if (!a || typeof a.alert_id !== "string") continue;
+      if (!a || typeof a.alert_id !== "string" || !inFilter(a)) continue;
       if (a.status === "resolved" || a.resolved_at) pushRecent(state.resolved, a);
       else state.alerts.set(a.alert_id, Object.assign({}, a));
     }
@@ -256,6 +282,7 @@
         return;
       }
       case "metrics.anomaly":
+        if (!inFilter(d)) return;
         pushRecent(state.anomalies, Object.assign({ at: msg.timestamp }, d));
         touch("alerts");
         return;
@@ -279,14 +306,22 @@
         pushRecent(state.fleetChanges, { kind: "leave", at: msg.timestamp, data: d });
         touch("fleet");
         return;
-      case "deployment.started":
+      case "deployment.started": {
         if (typeof d.deployment_id !== "string") return;
+        // Merge: a started that arrives after progress (replay overlap, reorder) must
+        // not put the counts back to zero.
+        const known = state.deployments.get(d.deployment_id);
         state.deployments.set(
           d.deployment_id,
-          Object.assign({ status: "deploying", completed: 0, failed: 0, total: d.agent_count }, d)
+          Object.assign({ status: "deploying", completed: 0, failed: 0, total: d.agent_count }, known, d, known && {
+            completed: known.completed,
+            failed: known.failed,
+            status: known.status || "deploying",
+          })
         );
         touch("deployments");
         return;
+      }
       case "deployment.progress": {
         if (typeof d.deployment_id !== "string") return;
         const dep = state.deployments.get(d.deployment_id);
@@ -370,6 +405,7 @@
     if (state.simTime !== null) $("sim-time").setAttribute("datetime", new Date(state.simTime).toISOString());
   }
 
+  let faultsKey = "";
   function renderSim() {
     const s = state.sim;
     const mode = $("sim-mode");
@@ -387,6 +423,10 @@
     $("sim-summary").textContent = parts.join(" · ");
     // Delivery faults in force now (GET /api/sim lists them while they last).
     const faults = Array.isArray(s.faults) ? s.faults : [];
+    // A live region: rebuilt only when the list changes, not at every poll.
+    const key = JSON.stringify(faults);
+    if (key === faultsKey) return;
+    faultsKey = key;
     const list = $("sim-faults");
     list.replaceChildren();
     for (const f of faults) {
@@ -768,6 +808,8 @@
     auto: null, // {token, until}: the viewer token from POST /api/token
     autoRefused: !PAGE_TOKEN,
     pasted: null,
+    rejected: null, // the pasted token the server refused as expired: not used again
+    refreshTimer: null,
   };
   try {
     auth.pasted = sessionStorage.getItem(TOKEN_KEY);
@@ -786,8 +828,14 @@
     }
   }
 
+  // The channels a token may read (its `channels` claim), or null for all of them.
+  function allowedChannels(token) {
+    const c = token ? claimsOf(token) : null;
+    return c && Array.isArray(c.channels) ? new Set(c.channels.map(String)) : null;
+  }
+
   function pastedUsable() {
-    if (!auth.pasted) return false;
+    if (!auth.pasted || auth.pasted === auth.rejected) return false;
     const c = claimsOf(auth.pasted);
     return !(c && typeof c.exp === "number" && c.exp * 1000 < Date.now());
   }
@@ -805,6 +853,10 @@
     if (auth.auto && auth.auto.until > Date.now() + 30000) return auth.auto.token;
     auth.auto = null;
     if (auth.autoRefused) throw new NeedToken("no token");
+    return fetchAutoToken();
+  }
+
+  async function fetchAutoToken() {
     const res = await fetch("/api/token", { method: "POST", cache: "no-store" });
     if (res.status === 403) {
       auth.autoRefused = true;
@@ -812,8 +864,27 @@
     }
     if (!res.ok) throw new Error("POST /api/token: HTTP " + res.status);
     const json = await res.json();
-    auth.auto = { token: json.token, until: Date.now() + Number(json.expires_in) * 1000 };
+    const ms = Number(json.expires_in) * 1000;
+    auth.auto = { token: json.token, until: Date.now() + ms };
+    // Fetch the next one a minute before this one expires.
+    clearTimeout(auth.refreshTimer);
+    auth.refreshTimer = setTimeout(refreshAutoToken, Math.max(1000, ms - TOKEN_REFRESH_MS));
     return json.token;
+  }
+
+  // A new page token before the old one expires; a socket on the old one moves quietly.
+  async function refreshAutoToken() {
+    const old = auth.auto && auth.auto.token;
+    try {
+      await fetchAutoToken();
+    } catch (e) {
+      if (!(e instanceof NeedToken)) auth.refreshTimer = setTimeout(refreshAutoToken, 10000);
+      return;
+    }
+    if (old && conn.ws && conn.token === old) {
+      logSystem("Renewed the page's viewer token: reconnecting with it.");
+      reopen("token renewed");
+    }
   }
 
   async function api(method, path, payload) {
@@ -833,6 +904,7 @@
     if (!res.ok) {
       const err = new Error((json && json.error) || "HTTP " + res.status);
       err.status = res.status;
+      err.reason = json && json.details && json.details.reason;
       if (res.status === 401 && token !== auth.pasted) auth.auto = null;
       throw err;
     }
@@ -853,7 +925,10 @@
       const until = typeof c.exp === "number" ? " until " + new Date(c.exp * 1000).toLocaleTimeString() : "";
       status.textContent = pastedUsable()
         ? "Using the pasted " + (c.role || "viewer") + " token" + until + "."
-        : "The pasted token has expired: paste a new one.";
+        : auth.pasted === auth.rejected
+          ? "The server refused the pasted token as expired: paste a new one" +
+            (auth.autoRefused ? "." : " (using this server's viewer token meanwhile).")
+          : "The pasted token has expired: paste a new one.";
     } else {
       status.textContent = auth.autoRefused
         ? "No token yet: paste one (phoenix token --role admin) to connect."
@@ -882,13 +957,16 @@
       /* private mode: keep it for this page only */
     }
     $("token-input").value = "";
+    auth.rejected = null;
     tokenProblem = false;
     renderTokenStatus();
-    if (!conn.ws) connectNow();
+    reopen("new token"); // move the live socket to the new token
   });
 
   $("token-forget").addEventListener("click", () => {
+    const was = auth.pasted;
     auth.pasted = null;
+    auth.rejected = null;
     try {
       sessionStorage.removeItem(TOKEN_KEY);
     } catch (e) {
@@ -896,6 +974,8 @@
     }
     tokenProblem = false;
     renderTokenStatus();
+    // A socket on the forgotten token moves to the page's own token (or closes).
+    if (was && conn.token === was) reopen("token forgotten");
   });
 
   // --- the connection ----------------------------------------------------------------------
@@ -909,14 +989,19 @@
     nextId: 1,
     pending: new Map(), // message id -> {resolve, reject, timer}
     subscribed: new Set(),
+    forbidden: new Set(), // channels this connection's token may not read
     lastError: null,
     syncGen: 0,
+    resyncs: 0, // full reloads in a row after `recovered: false`
     skipReplay: false, // after a 1013: a catch-up replay would overflow the queue again
   };
   // Dedupe: replays overlap the snapshot and a server may deliver twice (duplicate fault).
-  let floorSeq = 0;
+  // Each channel has its own floor (the last event id its snapshot already contains).
+  const floors = {}; // channel -> seq at or below which events are already in the state
   const recentSeqs = new Set();
   const lastSeq = {}; // channel -> highest event seq seen, for `since` on re-subscribe
+  const slowCloses = []; // times of recent 1013 closes
+  const autoUnchecked = new Set(); // switches unchecked because the token may not read them
   let filterExp = "";
 
   function setConn(kind, text) {
@@ -935,6 +1020,24 @@
   function connectNow() {
     conn.attempts = 0;
     connect();
+  }
+
+  // Disable (and uncheck) the switches of channels the token may not read; give them back
+  // when a token that may read them comes.
+  function updateSwitches() {
+    for (const ch of CHANNELS) {
+      const box = $("ch-" + ch);
+      const no = conn.forbidden.has(ch);
+      if (no && box.checked) {
+        box.checked = false;
+        autoUnchecked.add(ch);
+      } else if (!no && autoUnchecked.has(ch)) {
+        box.checked = true;
+        autoUnchecked.delete(ch);
+      }
+      box.disabled = no;
+      box.parentElement.title = no ? "This token may not read " + ch : "";
+    }
   }
 
   async function connect() {
@@ -961,7 +1064,11 @@
     conn.token = token;
     conn.ready = false;
     conn.lastError = null;
+    conn.resyncs = 0;
     conn.subscribed.clear();
+    const allowed = allowedChannels(token);
+    conn.forbidden = new Set(allowed ? CHANNELS.filter((c) => !allowed.has(c)) : []);
+    updateSwitches();
     ws.onopen = () => {
       if (conn.ws === ws) sync(false);
     };
@@ -973,22 +1080,76 @@
     };
   }
 
-  function onClosed(ev, token) {
+  // Forget the current socket (its requests fail); its close event is ignored from now.
+  function dropSocket() {
     conn.ws = null;
     conn.ready = false;
+    conn.syncGen++;
     conn.subscribed.clear();
     for (const p of conn.pending.values()) {
       clearTimeout(p.timer);
       p.reject(new Error("connection closed"));
     }
     conn.pending.clear();
+  }
+
+  // Give up on a socket now (dead, or its sync failed) without waiting for a close
+  // handshake that may never come, and reconnect.
+  function abandon(ws, code, why) {
+    if (conn.ws !== ws) return;
+    const token = conn.token;
+    try {
+      ws.close(4000, why.slice(0, 100));
+    } catch (e) {
+      /* already closing */
+    }
+    onClosed({ code: code, reason: why }, token);
+  }
+
+  // Move to another token (pasted, forgotten, renewed): close the live socket quietly and
+  // connect again at once.
+  function reopen(why) {
+    const ws = conn.ws;
+    if (ws) {
+      dropSocket();
+      try {
+        ws.close(1000, why);
+      } catch (e) {
+        /* already closing */
+      }
+    }
+    connectNow();
+  }
+
+  // The page's own token reaching its expiry is expected (a tab asleep past the renewal).
+  function expectedExpiry(token, err) {
+    const why = err && err.details && err.details.reason;
+    return why === "expired" && token !== auth.pasted && !!auth.auto && auth.auto.token === token &&
+      auth.auto.until <= Date.now() + 5000;
+  }
+
+  function onClosed(ev, token) {
     const err = conn.lastError;
+    dropSocket();
     const reason = ev.reason || (err && err.message) || "";
-    logSystem(closeText(ev.code, reason), ev.code !== 1000 && ev.code !== 1001);
+    const expected = ev.code === 4001 && expectedExpiry(token, err);
+    logSystem(
+      closeText(ev.code, reason) + (expected ? " (the page's token expired; getting a new one)" : ""),
+      ev.code !== 1000 && ev.code !== 1001 && !expected
+    );
     conn.skipReplay = ev.code === 1013;
+    if (ev.code === 1013) noteSlowConsumer();
     if (ev.code === 4001) {
       const why = err && err.details && err.details.reason;
-      if (token === auth.pasted && why !== "expired") {
+      if (token === auth.pasted && why === "expired") {
+        // Refused as expired (a storm, or a clock ahead of ours): retrying it is futile.
+        auth.rejected = token;
+        renderTokenStatus(
+          "The server refused the pasted token as expired: paste a new one" +
+            (auth.autoRefused ? "." : " (using this server's viewer token meanwhile)."),
+          true
+        );
+      } else if (token === auth.pasted) {
         auth.pasted = null;
         try {
           sessionStorage.removeItem(TOKEN_KEY);
@@ -996,13 +1157,28 @@
           /* nothing stored */
         }
         renderTokenStatus("The server refused the pasted token (" + (why || "unauthorized") + ").", true);
-      } else if (token !== auth.pasted) {
-        auth.auto = null; // expired or from a restarted server: fetch a fresh one
       } else {
-        renderTokenStatus();
+        auth.auto = null; // expired or from a restarted server: fetch a fresh one
       }
     }
     scheduleReconnect(closeText(ev.code, reason));
+  }
+
+  // Closed twice within a minute as a slow consumer: the agents channel (heartbeats, most of
+  // the traffic) goes, or the page never keeps up.
+  function noteSlowConsumer() {
+    const now = Date.now();
+    slowCloses.push(now);
+    while (slowCloses.length && slowCloses[0] < now - 60000) slowCloses.shift();
+    const box = $("ch-agents");
+    if (slowCloses.length >= 2 && box.checked) {
+      box.checked = false;
+      slowCloses.length = 0;
+      logSystem(
+        "Closed twice within a minute as a slow consumer: stopped the agents channel (heartbeats are most of the traffic). Check it again to resume.",
+        true
+      );
+    }
   }
 
   function scheduleReconnect(why) {
@@ -1031,7 +1207,9 @@
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         conn.pending.delete(id);
-        reject(new Error("no answer to " + obj.type));
+        const err = new Error("no answer to " + obj.type);
+        err.timeout = true;
+        reject(err);
       }, REQUEST_TIMEOUT_MS);
       conn.pending.set(id, { resolve: resolve, reject: reject, timer: timer });
       send(Object.assign({ id: id }, obj));
@@ -1047,6 +1225,8 @@
     else {
       const err = new Error((msg.error && msg.error.message) || "error");
       err.code = msg.error && msg.error.code;
+      err.details = (msg.error && msg.error.details) || {};
+      err.reason = err.details.reason;
       p.reject(err);
     }
     return true;
@@ -1057,7 +1237,41 @@
   }
 
   function wantedChannels() {
-    return CHANNELS.filter((ch) => $("ch-" + ch).checked);
+    return CHANNELS.filter((ch) => $("ch-" + ch).checked && !conn.forbidden.has(ch));
+  }
+
+  // A channel the server says the token may not read: off, and the connection stays.
+  function forbid(channel) {
+    if (CHANNELS.includes(channel)) conn.forbidden.add(channel);
+    conn.subscribed.delete(channel);
+    updateSwitches();
+    logSystem("This token may not read the " + channel + " channel: switched it off.");
+  }
+
+  // `recovered: false`: the server's history no longer reaches back; reload everything
+  // (at most MAX_RESYNCS times in a row).
+  function notRecovered() {
+    if (conn.resyncs < MAX_RESYNCS) {
+      conn.resyncs++;
+      logSystem("The server's history no longer reaches back: reloading the state.");
+      sync(true);
+    } else {
+      logSystem("The server's history no longer reaches back and reloading did not help: some updates may be missing.", true);
+    }
+  }
+
+  // The snapshot of one channel, or null when the token may not read it.
+  async function snapshot(channel) {
+    if (conn.forbidden.has(channel)) return null;
+    try {
+      return await api("GET", "/api/v1/" + channel);
+    } catch (e) {
+      if (e.status === 403 && e.reason === "forbidden_channel") {
+        conn.forbidden.add(channel);
+        return null;
+      }
+      throw e;
+    }
   }
 
   // Snapshot, then subscribe from the snapshot's last event id. With `resubscribe`, stop
@@ -1072,44 +1286,66 @@
         conn.subscribed.clear();
       }
       const [experiments, agents, deployments, alerts, sim] = await Promise.all([
-        api("GET", "/api/v1/experiments"),
-        api("GET", "/api/v1/agents"),
-        api("GET", "/api/v1/deployments"),
-        api("GET", "/api/v1/alerts"),
+        snapshot("experiments"),
+        snapshot("agents"),
+        snapshot("deployments"),
+        snapshot("alerts"),
         api("GET", "/api/sim"),
       ]);
       if (gen !== conn.syncGen || conn.ws !== ws) return;
-      const since = Math.min(...[experiments, agents, deployments, alerts].map((s) => seqOf(s.last_event_id)));
-      floorSeq = since;
+      updateSwitches();
+      const loaded = { experiments: experiments, agents: agents, deployments: deployments, alerts: alerts };
+      const seqs = Object.values(loaded)
+        .filter(Boolean)
+        .map((s) => seqOf(s.last_event_id));
+      // Channels without a snapshot of their own start from the oldest one loaded.
+      const base = seqs.length ? Math.min(...seqs) : seqOf(sim && sim.last_event_id);
       recentSeqs.clear();
-      for (const ch of CHANNELS) lastSeq[ch] = since;
-      applySnapshot({ experiments: experiments, agents: agents, deployments: deployments, alerts: alerts });
+      for (const ch of CHANNELS) {
+        floors[ch] = loaded[ch] ? seqOf(loaded[ch].last_event_id) : base;
+        lastSeq[ch] = floors[ch];
+      }
+      applySnapshot(loaded);
       applySim(sim, true);
       const channels = wantedChannels();
       if (channels.length) {
         const msg = { type: "subscribe", channels: channels, filters: filters() };
-        if (since > 0 && !conn.skipReplay) msg.since = Object.fromEntries(channels.map((c) => [c, "evt-" + since]));
+        const since = channels.filter((c) => floors[c] > 0).map((c) => [c, "evt-" + floors[c]]);
+        if (since.length && !conn.skipReplay) msg.since = Object.fromEntries(since);
         if (conn.skipReplay) logSystem("Too many events to catch up on (closed as a slow consumer): continuing from now.");
         const resp = await request(msg);
         if (gen !== conn.syncGen || conn.ws !== ws) return;
         channels.forEach((c) => conn.subscribed.add(c));
-        if (resp.recovered === false) logSystem("The server's history no longer reaches the snapshot: some updates were missed.");
+        if (resp.recovered === false) {
+          notRecovered();
+          return;
+        }
       }
       conn.ready = true;
       conn.attempts = 0;
+      conn.resyncs = 0;
+      conn.skipReplay = false; // one skipped catch-up is enough
       setConn("connected", "Connected" + (filterExp ? " · filtered to " + filterExp : ""));
       reconcile();
     } catch (e) {
       if (gen !== conn.syncGen || conn.ws !== ws) return;
+      const channel = e.details && e.details.channel;
+      if (e.reason === "forbidden_channel" && CHANNELS.includes(channel) && !conn.forbidden.has(channel)) {
+        // Not a reason to drop the connection: leave that channel out and try again.
+        forbid(channel);
+        sync(resubscribe);
+        return;
+      }
       logSystem("Loading the state failed: " + e.message, true);
       // Start over on a fresh connection (with a fresh token if this one was refused).
-      if (ws && ws.readyState <= WebSocket.OPEN) ws.close(4000, "sync failed");
+      abandon(ws, 4000, "sync failed");
     }
   }
 
   // Make the server's subscriptions match the checkboxes.
   async function reconcile() {
     if (!conn.ready) return;
+    const ws = conn.ws;
     const want = new Set(wantedChannels());
     const drop = Array.from(conn.subscribed).filter((c) => !want.has(c));
     const add = Array.from(want).filter((c) => !conn.subscribed.has(c));
@@ -1125,9 +1361,18 @@
         for (const c of add) if (lastSeq[c] > 0) since[c] = "evt-" + lastSeq[c];
         const msg = { type: "subscribe", channels: add, filters: filters() };
         if (Object.keys(since).length) msg.since = since;
-        await request(msg);
+        const resp = await request(msg);
+        if (resp.recovered === false && conn.ws === ws && conn.ready) notRecovered();
       }
     } catch (e) {
+      if (conn.ws !== ws) return;
+      const channel = e.details && e.details.channel;
+      if (e.reason === "forbidden_channel" && CHANNELS.includes(channel) && !conn.forbidden.has(channel)) {
+        add.forEach((c) => conn.subscribed.delete(c));
+        forbid(channel);
+        reconcile();
+        return;
+      }
       logSystem("Changing subscriptions failed: " + e.message, true);
     }
   }
@@ -1159,7 +1404,8 @@
         const err = msg.error || {};
         conn.lastError = err;
         settle(msg, false);
-        logSystem((err.code || "ERROR") + ": " + (err.message || ""), true);
+        const quiet = err.code === "UNAUTHORIZED" && expectedExpiry(conn.token, err);
+        logSystem((err.code || "ERROR") + ": " + (err.message || ""), !quiet);
         return;
       }
       default:
@@ -1170,7 +1416,7 @@
   function onEvent(msg) {
     const seq = seqOf(msg.id);
     if (seq) {
-      if (seq <= floorSeq || recentSeqs.has(seq)) return;
+      if (seq <= (floors[msg.channel] || 0) || recentSeqs.has(seq)) return;
       recentSeqs.add(seq);
       if (recentSeqs.size > DEDUPE_MAX) recentSeqs.delete(recentSeqs.values().next().value);
       if (seq > (lastSeq[msg.channel] || 0)) lastSeq[msg.channel] = seq;
@@ -1214,8 +1460,15 @@
     }
   }
   setInterval(poll, POLL_MS);
+  // Keepalive; no pong within the request timeout means a dead connection: drop it.
   setInterval(() => {
-    if (conn.ready) request({ type: "ping" }).catch(() => {});
+    const ws = conn.ws;
+    if (!conn.ready || !ws) return;
+    request({ type: "ping" }).catch((e) => {
+      if (!e.timeout || conn.ws !== ws) return;
+      logSystem("No answer to a ping within " + REQUEST_TIMEOUT_MS / 1000 + " s: reconnecting.", true);
+      abandon(ws, 1006, "no answer to ping");
+    });
   }, PING_MS);
 
   function controlStatus(text, isError) {
