@@ -149,8 +149,11 @@ def _algorithms(path: str, v: Any) -> tuple[str, ...]:
 def _start(path: str, v: Any) -> str:
     from simulator.clock import parse_rfc3339
 
+    # YAML hands an unquoted timestamp over as a datetime; anything else must be text.
     text = v.isoformat() if hasattr(v, "isoformat") else v
     try:
+        if not isinstance(text, str):
+            raise TypeError
         parse_rfc3339(text)
     except (TypeError, ValueError):
         raise ConfigError(

@@ -120,3 +120,11 @@ def test_serve_refuses_a_bad_scenario_naming_it() -> None:
     res = run("serve", "--port", "0", "--scenario", "no-such-scenario")
     assert res.returncode == 2
     assert "no-such-scenario" in res.stderr
+
+
+def test_check_refuses_a_start_that_is_not_text(tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("simulation:\n  start: 5\n")
+    res = run("check", "--config", str(bad))
+    assert res.returncode == 2
+    assert "simulation.start: expected an RFC 3339 time" in res.stderr
