@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from phoenix.auth import AuthError, Claims, verify
+from phoenix.config import SCHEMA, ConfigError
 from phoenix.keys import CONFIG, FAULTS, FEED, METRICS
 from phoenix.sources import scenario_source
 from simulator.scenario import ScenarioError, bundled_scenarios
@@ -193,12 +194,7 @@ async def _restart(request: web.Request, body: dict[str, Any]) -> None:
     scenario = body.get("scenario", feed.info.ref or feed.info.name)
     if not isinstance(scenario, str) or not scenario:
         raise _bad("scenario", "expected a scenario name or path")
-    seed = body.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise _bad("seed", "expected a whole number >= 0")
-    start = body.get("start")
-    if start is not None and not isinstance(start, str):
-        raise _bad("start", "expected an RFC 3339 time")
+    seed, start = _as_in_config(body, "seed"), _as_in_config(body, "start")
     speed = _positive(body, "speed", required=False)
     try:
         source, info = scenario_source(scenario, seed, start)
@@ -207,6 +203,14 @@ async def _restart(request: web.Request, body: dict[str, Any]) -> None:
     except (ValueError, OSError) as exc:
         raise _bad("start" if start is not None else "scenario", str(exc)) from None
     feed.load(source, info, speed)  # which ends the old run's faults
+
+
+def _as_in_config(body: dict[str, Any], field: str) -> Any:
+    """A restart's seed or start, checked as `simulation.<field>` in config.yaml is."""
+    try:
+        return SCHEMA["simulation"][field](field, body.get(field))
+    except ConfigError as exc:
+        raise _bad(field, str(exc)) from None
 
 
 def _positive(body: dict[str, Any], field: str, *, required: bool) -> float | None:

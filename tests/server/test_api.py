@@ -127,6 +127,7 @@ async def test_admin_restarts_with_another_scenario_and_seed(api) -> None:
         ({"action": "restart", "seed": "x"}, "seed"),
         ({"action": "restart", "scenario": "nope"}, "scenario"),
         ({"action": "restart", "start": "yesterday"}, "start"),
+        ({"action": "restart", "start": 5}, "start"),
     ],
 )
 async def test_a_bad_body_is_400_naming_the_field(api, body, field) -> None:
