@@ -98,14 +98,17 @@ class Feed:
         self._warned_at = -1e9
         self._wake = asyncio.Event()
         self.speed = speed
-        self.load(source, info, speed)
+        self._start(source, info, speed)
 
     # --- the simulated clock ---------------------------------------------------
 
     def load(self, source: Source, info: SourceInfo, speed: float | None = None) -> None:
-        """Start (or restart) on `source`; event ids keep increasing across restarts."""
-        if getattr(self, "source", None) is not None and self.on_reset is not None:
+        """Restart on `source`, ending the run before; event ids keep increasing."""
+        if self.on_reset is not None:
             self.on_reset()
+        self._start(source, info, speed)
+
+    def _start(self, source: Source, info: SourceInfo, speed: float | None) -> None:
         self._ended = False
         self.error = None
         self.source = source
