@@ -43,6 +43,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def phoenix_token(*args: str) -> str:
+    """A fresh token from the real `phoenix token` command (subject page-test)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "phoenix", "token", "--sub", "page-test", *args],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
 class Server:
     """One `phoenix serve` process; stop() and start() again keep the port."""
 
@@ -97,16 +109,8 @@ class Server:
         self._log.close()
 
     def token(self, role: str = "viewer") -> str:
-        if role in self._tokens:
-            return self._tokens[role]
-        out = subprocess.run(
-            [sys.executable, "-m", "phoenix", "token", "--sub", "page-test", "--role", role],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        self._tokens[role] = out.stdout.strip()
+        if role not in self._tokens:
+            self._tokens[role] = phoenix_token("--role", role)
         return self._tokens[role]
 
     def api(self, path: str, token: str, body: dict[str, Any] | None = None) -> Any:

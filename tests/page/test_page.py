@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import textwrap
 import time
 import urllib.error
@@ -18,7 +16,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-ROOT = Path(__file__).resolve().parents[2]
+from .conftest import phoenix_token
+
 HOSTILE = '<img src=x onerror="window.__xss=1">'
 NUMBER = re.compile(r"^\d+$")
 STATUS = re.compile(r"^(created|initializing|deploying|running|analyzing|completed)$")
@@ -208,17 +207,6 @@ def test_keyboard_alone_can_switch_a_channel(page: Any, server: Any) -> None:
 # --- helpers for the fixes below ---------------------------------------------------------
 
 
-def channel_token(channels: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "phoenix", "token", "--sub", "page-test", "--channels", channels],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip()
-
-
 def relay(page: Any, on_server: Callable[[str, int], str | None] | None = None) -> list[Any]:
     """Route the page's /ws through Playwright: frames from the server pass through
     `on_server(frame, connection number)` (None drops it); returns the routes, in order."""
@@ -255,7 +243,7 @@ def paste(page: Any, token: str) -> None:
 def test_a_token_limited_to_some_channels_connects(page: Any, server: Any) -> None:
     open_page(page, server)
     with page.expect_websocket() as ws_info:
-        paste(page, channel_token("experiments,metrics"))
+        paste(page, phoenix_token("--channels", "experiments,metrics"))
     assert "token=" in ws_info.value.url
     expect(page.locator("#conn")).to_have_attribute("data-state", "connected")
     expect(page.locator("#experiments li[data-experiment-id='exp-789']")).to_be_visible()
@@ -313,17 +301,6 @@ def test_not_recovered_reloads_the_state(page: Any, server: Any) -> None:
     assert any(m["type"] == "unsubscribe" for m in sent)
 
 
-def fresh_token(role: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "phoenix", "token", "--sub", "page-test", "--role", role],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip()
-
-
 def test_a_pasted_token_refused_as_expired_falls_back(page: Any, server: Any) -> None:
     admin = server.token("admin")
     open_page(page, server)
@@ -348,7 +325,7 @@ def test_a_pasted_token_refused_as_expired_falls_back(page: Any, server: Any) ->
             except urllib.error.HTTPError:
                 # A finished run never reaches the storm's end: restart it (fresh token).
                 body = {"action": "restart", "scenario": server.scenario, "seed": 7}
-                server.api("/api/sim", fresh_token("admin"), body)
+                server.api("/api/sim", phoenix_token("--role", "admin"), body)
                 time.sleep(0.5)
 
 
