@@ -147,18 +147,16 @@ def _algorithms(path: str, v: Any) -> tuple[str, ...]:
 
 
 def _start(path: str, v: Any) -> str:
-    from simulator.clock import parse_rfc3339
+    from simulator.clock import parse_start
 
     # YAML hands an unquoted timestamp over as a datetime; anything else must be text.
     text = v.isoformat() if hasattr(v, "isoformat") else v
+    if not isinstance(text, str):
+        text = None
     try:
-        if not isinstance(text, str):
-            raise TypeError
-        parse_rfc3339(text)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"{path}: expected an RFC 3339 time such as 2024-01-20T10:00:00Z"
-        ) from None
+        parse_start(text if text is not None else "")
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return str(text)
 
 

@@ -7,7 +7,7 @@ import time
 
 from phoenix.config import SimulationConfig
 from phoenix.feed import Source, SourceInfo
-from simulator.clock import parse_rfc3339
+from simulator.clock import parse_start
 from simulator.engine import Engine
 from simulator.scenario import load_scenario
 
@@ -23,7 +23,7 @@ def scenario_source(
     sc = load_scenario(scenario)
     seed = seed if seed is not None else (sc.seed if sc.seed is not None else 1)
     if isinstance(start, str):
-        start = parse_rfc3339(start)
+        start = parse_start(start)
     if start is None and sc.start is None:
         start = float(int(time.time()))
     return Engine(sc, seed=seed, start=start), SourceInfo("scenario", sc.name, seed, scenario)

@@ -14,6 +14,15 @@ from fractions import Fraction
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
+# The one bound on every way of setting a start (config, CLI, HTTP API, scenario): from
+# the UNIX epoch to 9000-01-01. Far enough from datetime's end (year 9999) that no run
+# at any allowed speed reaches it, so every timestamp stays formattable.
+EARLIEST_START = 0.0  # 1970-01-01T00:00:00Z
+LATEST_START = 221845392000.0  # 9000-01-01T00:00:00Z
+START_BOUNDS = "between 1970-01-01T00:00:00Z and 9000-01-01T00:00:00Z"
+# No duration anywhere (scenario, fault, --duration, step) is longer than this.
+MAX_DURATION = 366 * 86400.0
+
 
 def rfc3339(t: float) -> str:
     """UTC, whole seconds, `Z` suffix: 1705744800.0 -> "2024-01-20T10:00:00Z"."""
@@ -39,6 +48,20 @@ def parse_rfc3339(value: str | datetime) -> float:
     return dt.timestamp()
 
 
+def parse_start(value: str | datetime) -> float:
+    """A start time (RFC 3339 text, or `now`'s caller resolves that) -> UNIX seconds,
+    floored to whole seconds and within START_BOUNDS; ValueError says what is allowed."""
+    try:
+        t = parse_rfc3339(value)
+    except (ValueError, OverflowError, OSError, TypeError):
+        raise ValueError(
+            f"expected an RFC 3339 time such as 2024-01-20T10:00:00Z, {START_BOUNDS}"
+        ) from None
+    if not (math.isfinite(t) and EARLIEST_START <= t <= LATEST_START):
+        raise ValueError(f"the start must be {START_BOUNDS}")
+    return float(math.floor(t))
+
+
 def parse_duration(value: object) -> float:
     """ "30s", "2m", "1.5h", "1d", "250ms" or a bare number of seconds -> seconds.
 
@@ -57,6 +80,8 @@ def parse_duration(value: object) -> float:
         raise ValueError("expected a duration such as '30s', '2m', '1h', '1d'")
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError("expected a duration that is not negative")
+    if seconds > MAX_DURATION:
+        raise ValueError("expected a duration of at most 366d")
     return seconds
 
 
