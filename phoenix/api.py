@@ -7,6 +7,7 @@ for a bad body.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -15,10 +16,12 @@ from typing import Any
 
 from aiohttp import web
 
+from phoenix import protocol
 from phoenix.auth import AuthError, Claims, verify
-from phoenix.config import SCHEMA, ConfigError
+from phoenix.config import MAX_STEP, SCHEMA, ConfigError
 from phoenix.keys import CONFIG, FAULTS, FEED, METRICS
-from phoenix.sources import scenario_source
+from phoenix.protocol import ProtocolError
+from phoenix.sources import restartable, scenario_source
 from simulator.scenario import ScenarioError, bundled_scenarios
 
 log = logging.getLogger("phoenix.api")
@@ -77,22 +80,26 @@ def admin(handler: Handler) -> Handler:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object. Anything else (not UTF-8, not JSON, nested too deeply,
+    a lone surrogate, not an object) is a 400 that says what is wrong."""
     try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": "the body must be a JSON object"}),
-            content_type="application/json",
-        ) from None
+        text = (await request.read()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise _bad(None, "the body must be UTF-8 JSON") from None
+    try:
+        body = protocol.decode(text)  # the same checks as a WebSocket frame's
+    except ProtocolError as err:
+        problem = f"the body is not usable JSON: {err.details['problem']}"
+        raise _bad(err.details.get("field"), problem) from None
     if not isinstance(body, dict):
         raise _bad(None, "the body must be a JSON object")
     return body
 
 
-def _bad(field: str | None, problem: str) -> web.HTTPBadRequest:
+def _bad(field: str | None, problem: str, **details: Any) -> web.HTTPBadRequest:
     body: dict[str, Any] = {"error": f"{field}: {problem}" if field else problem}
-    if field:
-        body["details"] = {"field": field, "problem": problem}
+    if field or details:
+        body["details"] = {**({"field": field} if field else {}), "problem": problem, **details}
     return web.HTTPBadRequest(text=json.dumps(body), content_type="application/json")
 
 
@@ -171,9 +178,11 @@ async def sim_control(request: web.Request) -> web.Response:
     elif action == "resume":
         feed.resume()
     elif action == "speed":
-        feed.set_speed(_positive(body, "speed", required=True) or 1.0)
+        if body.get("speed") is None:
+            raise _bad("speed", "required: a number > 0")
+        feed.set_speed(_as_in_config(body, "speed"))
     elif action == "step":
-        feed.step(_positive(body, "seconds", required=False) or 1.0)
+        await feed.advance(_positive(body, "seconds", MAX_STEP) or 1.0)
     else:
         await _restart(request, body)
     log.info("simulation %s by admin: %s", action, feed.state())
@@ -190,14 +199,18 @@ _ACTION_FIELDS: dict[str, tuple[str, ...]] = {
 
 
 async def _restart(request: web.Request, body: dict[str, Any]) -> None:
-    feed = request.app[FEED]
+    feed, sim = request.app[FEED], request.app[CONFIG].simulation
     scenario = body.get("scenario", feed.info.ref or feed.info.name)
     if not isinstance(scenario, str) or not scenario:
         raise _bad("scenario", "expected a scenario name or path")
     seed, start = _as_in_config(body, "seed"), _as_in_config(body, "start")
-    speed = _positive(body, "speed", required=False)
+    speed = _as_in_config(body, "speed") if body.get("speed") is not None else None
     try:
-        source, info = scenario_source(scenario, seed, start)
+        ref = restartable(scenario, sim.scenario_dirs, feed.info.ref)
+        # Off the loop: reading and checking a file and building a fleet take time.
+        source, info = await asyncio.to_thread(
+            scenario_source, ref, seed, start, sim.max_scenario_bytes
+        )
     except ScenarioError as exc:
         raise _bad("scenario", str(exc)) from None
     except (ValueError, OSError) as exc:
@@ -206,23 +219,20 @@ async def _restart(request: web.Request, body: dict[str, Any]) -> None:
 
 
 def _as_in_config(body: dict[str, Any], field: str) -> Any:
-    """A restart's seed or start, checked as `simulation.<field>` in config.yaml is."""
+    """A restart's seed, start or speed, checked as `simulation.<field>` in config.yaml is."""
     try:
         return SCHEMA["simulation"][field](field, body.get(field))
     except ConfigError as exc:
-        raise _bad(field, str(exc)) from None
+        raise _bad(field, str(exc).removeprefix(f"{field}: ")) from None
 
 
-def _positive(body: dict[str, Any], field: str, *, required: bool) -> float | None:
+def _positive(body: dict[str, Any], field: str, maximum: float) -> float | None:
     value = body.get(field)
     if value is None:
-        if required:
-            raise _bad(field, "required: a number > 0")
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise _bad(field, f"expected a number > 0, got {value!r}")
-    if value > 1e6:
-        raise _bad(field, "at most 1000000")
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not 0 < value <= maximum:
+        raise _bad(field, f"expected a number > 0 and at most {maximum:g}, got {value!r}")
     return float(value)
 
 
@@ -232,7 +242,7 @@ async def inject_fault(request: web.Request) -> web.Response:
     try:
         accepted = request.app[FAULTS].inject(body)
     except ScenarioError as exc:
-        raise _bad(None, str(exc)) from None
+        raise _bad(exc.field, exc.problem) from None
     return web.json_response(accepted, status=202)
 
 

@@ -7,6 +7,7 @@ algorithm_not_allowed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import jwt
@@ -14,6 +15,10 @@ import jwt
 from simulator.events import CHANNELS
 
 ROLES = ("viewer", "admin")
+MAX_SUB_LENGTH = 256
+# 9999-12-31T23:59:59Z: the last time that can be written down; a later `exp` (or NaN,
+# Infinity, a 400-digit number) is not a time.
+MAX_EXP = 253402300799
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +95,21 @@ def verify(token: str | None, secret: str, algorithms: list[str], now: float) ->
 
 def _claims(payload: dict[str, object], now: float) -> Claims:
     sub, exp = payload.get("sub"), payload.get("exp")
-    if not isinstance(sub, str) or not sub:
-        raise AuthError("invalid_claims", "The token's 'sub' must be a non-empty string")
-    if isinstance(exp, bool) or not isinstance(exp, int | float):
-        raise AuthError("invalid_claims", "The token's 'exp' must be a number")
+    if not isinstance(sub, str) or not sub or len(sub) > MAX_SUB_LENGTH or not _text(sub):
+        raise AuthError(
+            "invalid_claims",
+            f"The token's 'sub' must be a non-empty string of at most {MAX_SUB_LENGTH} characters",
+        )
+    # Compared as given (an int is never turned into a float that could overflow).
+    if (
+        isinstance(exp, bool)
+        or not isinstance(exp, int | float)
+        or not (isinstance(exp, int) or math.isfinite(exp))
+        or not 0 < exp <= MAX_EXP
+    ):
+        raise AuthError(
+            "invalid_claims", "The token's 'exp' must be a number of seconds up to year 9999"
+        )
     # Expiry is checked here, against the caller's clock, so that tests and the
     # expiring-token fault use the same rule as real expiry.
     if exp <= now:
@@ -110,6 +126,19 @@ def _claims(payload: dict[str, object], now: float) -> Claims:
         if unknown:
             raise AuthError("invalid_claims", f"The token names unknown channels {unknown}")
         allowed = frozenset(channels)
-    iat = payload.get("iat")
-    issued = float(iat) if isinstance(iat, int | float) and not isinstance(iat, bool) else None
+    iat = payload.get("iat")  # PyJWT has checked it is an integer not in the future
+    issued = None
+    if iat is not None:
+        if isinstance(iat, bool) or not isinstance(iat, int) or not 0 <= iat <= MAX_EXP:
+            raise AuthError("invalid_claims", "The token's 'iat' must be a time after 1970")
+        issued = float(iat)
     return Claims(sub=sub, exp=float(exp), role=str(role), iat=issued, channels=allowed)
+
+
+def _text(value: str) -> bool:
+    """Whether a string can be written out (logged, echoed): no lone surrogates."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -20,6 +20,8 @@ DEV_SECRET = "phoenix-dev-secret-for-loopback-only-change-me"
 MIN_SECRET_LENGTH = 32
 SECRET_ENV = "PHOENIX_JWT_SECRET"
 KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+MAX_SPEED = 10_000.0  # simulated seconds per wall second (a day in under 9 s)
+MAX_STEP = 3600.0  # seconds of simulated time one `step` may move
 
 
 class ConfigError(Exception):
@@ -66,6 +68,9 @@ class SimulationConfig:
     start: str | None = None  # RFC 3339; None: the scenario's start, else now
     lag_warning: float = 2.0  # simulated-time lag (wall seconds) that gets logged
     loop: bool = True  # a finished scenario (or replay) starts over
+    # Where POST /api/sim restart may load scenario files from, besides the bundled ones.
+    scenario_dirs: tuple[str, ...] = ()
+    max_scenario_bytes: int = 1 << 20  # the size cap of any scenario file that is loaded
 
 
 @dataclass(frozen=True)
@@ -101,15 +106,35 @@ def _port(path: str, v: Any) -> int:
     return v
 
 
-def _number(minimum: float, *, strict: bool = False) -> Check:
+def _number(minimum: float, *, strict: bool = False, maximum: float | None = None) -> Check:
     def check(path: str, v: Any) -> float:
         ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-        if not ok or v < minimum or (strict and v == minimum):
+        if not ok or v < minimum or (strict and v == minimum) or (maximum and v > maximum):
             rel = ">" if strict else ">="
-            raise ConfigError(f"{path}: expected a number {rel} {minimum}, got {v!r}")
+            top = f" and at most {maximum:g}" if maximum else ""
+            raise ConfigError(f"{path}: expected a number {rel} {minimum:g}{top}, got {v!r}")
         return float(v)
 
     return check
+
+
+def _directories(path: str, v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list | tuple):
+        raise ConfigError(f"{path}: expected a list of directories, e.g. [./scenarios]")
+    out = []
+    for i, item in enumerate(v):
+        if not isinstance(item, str) or not item:
+            raise ConfigError(f"{path}[{i}]: expected a directory path, got {item!r}")
+        if not Path(item).is_dir():
+            raise ConfigError(f"{path}[{i}]: {item!r} is not a directory")
+        out.append(str(Path(item).resolve()))
+    return tuple(out)
+
+
+def _byte_size(path: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 1024 <= v <= 64 << 20:
+        raise ConfigError(f"{path}: expected a number of bytes from 1024 to 67108864, got {v!r}")
+    return v
 
 
 def _bool(path: str, v: Any) -> bool:
@@ -184,10 +209,12 @@ SCHEMA: dict[str, dict[str, Check]] = {
     "simulation": {
         "scenario": _string,
         "seed": _optional(_count),
-        "speed": _number(0, strict=True),
+        "speed": _number(0, strict=True, maximum=MAX_SPEED),
         "start": _optional(_start),
         "lag_warning": _number(0, strict=True),
         "loop": _bool,
+        "scenario_dirs": _directories,
+        "max_scenario_bytes": _byte_size,
     },
     "history": {"max_events": _count, "max_age": _number(0)},
 }

@@ -11,7 +11,9 @@ and the fault's id. The parameters and their defaults are part of the scenario s
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import random
 import time
 from collections import Counter
@@ -44,6 +46,7 @@ class Active:
     duration: float
     rng: random.Random = field(repr=False, default_factory=random.Random)
     wall_started: float = 0.0
+    wall_ends: float = 0.0  # server_restart: when its downtime ends, in wall time
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -76,6 +79,13 @@ class Faults:
     @property
     def restarting(self) -> bool:
         return self._first("server_restart") is not None
+
+    def retry_after(self) -> int:
+        """Wall seconds until a server_restart's downtime ends."""
+        fault = self._first("server_restart")
+        if fault is None:
+            return 0
+        return max(1, math.ceil(fault.wall_ends - time.time()))
 
     def limit(self, name: str, configured: float) -> float:
         """A limit as it stands now: the configured one, or a squeeze's."""
@@ -145,6 +155,10 @@ class Faults:
         if fault.fault in HOLDING:
             self._flush()
 
+    def _end_this(self, fault: Active) -> None:
+        if self._active.get(fault.id) is fault:  # not a later fault with the same id
+            self.end(fault.id)
+
     def inject(self, body: dict[str, Any]) -> dict[str, Any]:
         """A fault now (POST /api/sim/faults): the source checks it against the scenario
         schema and starts it at its next tick, like a scheduled one."""
@@ -167,14 +181,22 @@ class Faults:
     def publish(self, event: Published) -> None:
         if self._held or self._holding():
             self._held.append(event)
+            # No fault holds more than a client's outbound queue: past it, what is held
+            # goes out (a pause floods early and goes on holding), so memory stays
+            # bounded and a flood alone never evicts a client that reads.
+            cap = self.app[keys.CONFIG].limits.outbound_queue
             burst, reorder = self._first("burst"), self._first("reorder")
             if self._first("pause_delivery") is None:
-                if burst is not None and len(self._held) >= burst.params["count"]:
+                if burst is not None and len(self._held) >= min(burst.params["count"], cap):
                     self._end_instant_burst(burst)
                     self._flush()
-                elif reorder is not None and len(self._held) >= reorder.params["window"]:
+                elif reorder is not None and len(self._held) >= min(
+                    reorder.params["window"], cap
+                ):
                     reorder.rng.shuffle(self._held)
                     self._flush()
+            if len(self._held) >= cap:
+                self._flush()
             return
         self._emit(event)
 
@@ -253,6 +275,14 @@ class Faults:
         log.warning("fault %s expired the tokens of %d connections", fault.id, len(chosen))
 
     def _restart(self, fault: Active) -> None:
+        # An outage of the server, not of the simulation: the downtime is wall time (its
+        # duration at the speed in force when it starts), so a pause neither extends it
+        # nor locks anyone out for as long as the pause lasts. Its end in simulated time
+        # then finds it over already.
+        feed = self.app[keys.FEED]
+        downtime = fault.duration / feed.speed
+        fault.wall_ends = fault.wall_started + downtime
+        asyncio.get_running_loop().call_later(downtime, self._end_this, fault)
         conns = self.app[keys.CONNECTIONS].all()
         for conn in conns:
             conn.close(Close.SERVICE_RESTART, "server restart")
@@ -260,5 +290,5 @@ class Faults:
             "fault %s: restarting, %d connections dropped, refusing new ones for %g s",
             fault.id,
             len(conns),
-            fault.duration,
+            downtime,
         )

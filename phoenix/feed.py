@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -152,9 +153,17 @@ class Feed:
         self._wake.set()
 
     def step(self, seconds: float) -> int:
-        """Advance by hand (meant for a paused simulation); returns events published."""
+        """Advance by hand, at once (scripted sources in tests); returns events published.
+        The HTTP API uses `advance`, which never holds the event loop for long."""
         target = self.source.now + seconds
         count = self._publish(self.source.advance_to(target))
+        self._anchor(max(self.now(), self.source.now))
+        return count
+
+    async def advance(self, seconds: float) -> int:
+        """Advance by hand (meant for a paused simulation) in slices of at most SLICE of
+        wall time, yielding the loop between them; returns events published."""
+        count = await self._run_to(self.source.now + seconds)
         self._anchor(max(self.now(), self.source.now))
         return count
 
@@ -206,9 +215,19 @@ class Feed:
             if self.finished and self.reload and self.info.ref and not self.paused:
                 # The last tick ran at `end`; the next run's first tick is one later.
                 again = self.source.now + 1.0
-                source, info = self.reload(self.info, again)
-                log.info("scenario %s finished; starting it over", info.name)
-                self.load(source, info)
+                # Off the loop: loading a scenario file and building a fleet take time.
+                ended = self.source
+                try:
+                    source, info = await asyncio.to_thread(self.reload, self.info, again)
+                except Exception as exc:  # the file changed under us, say: stop looping
+                    log.error("cannot start scenario %s over: %s", self.info.name, exc)
+                    self.error = f"cannot start the scenario over: {exc}"
+                    self.reload = None
+                    continue
+                if self.source is ended:  # not replaced by a restart meanwhile
+                    log.info("scenario %s finished; starting it over", info.name)
+                    self.load(source, info)
+                continue
             if self.paused or self.finished:
                 self._wake.clear()
                 await self._wake.wait()
@@ -229,17 +248,30 @@ class Feed:
             self._wake.clear()
 
     async def _catch_up(self) -> None:
-        target = self.now()
+        await self._run_to(self.now(), until_paused=True)
+        self._measure_lag()
+
+    async def _run_to(self, target: float, until_paused: bool = False) -> int:
+        """Run the source up to `target` one tick at a time, yielding the loop whenever a
+        slice has taken SLICE of wall time: however far the target (a high speed, a long
+        step, a slow source), sockets keep being served meanwhile, and a source that
+        cannot keep up shows as lag. Stops early if the run is replaced (a restart)."""
+        source = self.source
+        end = source.end
+        limit = target if end is None else min(target, end)
         started = self._clock()
-        while self.source.now < target and not self.paused:
-            # Work in slices so a big jump (high speed, slow source) never holds the
-            # event loop for long: sockets keep being served meanwhile.
-            step_to = min(target, self.source.now + max(1.0, self.speed * SLICE))
-            self._publish(self.source.advance_to(step_to))
+        count = 0
+        while source.now < limit and source is self.source:
+            if until_paused and self.paused:
+                break
+            before = source.now
+            count += self._publish(source.advance_to(min(limit, math.floor(before) + 1.0)))
+            if source.now <= before:
+                break  # a source that does not move (at its end) must not spin here
             if self._clock() - started > SLICE:
                 await asyncio.sleep(0)
                 started = self._clock()
-        self._measure_lag()
+        return count
 
     def _measure_lag(self) -> None:
         behind = self.now() - self.source.now

@@ -8,6 +8,7 @@ turns a `ProtocolError` into an error frame on a socket.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
@@ -135,12 +136,20 @@ def pong_frame(msg_id: str | None, now: float) -> str:
 
 
 def error_frame(err: ProtocolError, msg_id: str | None, now: float) -> str:
+    """The error frame for `err`. It never raises: this is the path every other failure
+    ends in, so a value that cannot be encoded falls back to a frame without it."""
     frame: dict[str, Any] = {"type": "error"}
     if msg_id is not None:
         frame["id"] = msg_id
     frame["error"] = {"code": str(err.code), "message": err.message, "details": err.details}
     frame["timestamp"] = rfc3339(now)
-    return dumps(frame)
+    try:
+        text = dumps(frame)
+        text.encode("utf-8")  # what the socket will do: fail here, not there
+        return text
+    except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        fallback = {"code": str(err.code), "message": "The message was refused", "details": {}}
+        return dumps({"type": "error", "error": fallback, "timestamp": rfc3339(now)})
 
 
 def unauthorized(reason: str, message: str) -> ProtocolError:
@@ -183,11 +192,54 @@ def message_id(obj: Any) -> str | None:
     return None
 
 
+# A JSON escape of a UTF-16 surrogate: only then can a decoded string hold a lone one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def decode(text: str) -> Any:
+    """JSON text from a client -> a value whose every string can be encoded again (so
+    whatever is echoed can be sent). Raises ProtocolError naming the field."""
     try:
-        return json.loads(text)
+        obj = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise invalid(None, f"not valid JSON: {exc}") from None
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise invalid(None, f"not valid JSON: {problem}") from None
+    if _SURROGATE_ESCAPE.search(text):
+        where = unencodable(obj)
+        if where is not None:
+            raise invalid(
+                where or None,
+                "holds a lone UTF-16 surrogate, which is not text (it cannot be UTF-8)",
+            )
+    return obj
+
+
+def unencodable(obj: Any) -> str | None:
+    """The path of the first string (value or key) in a decoded JSON value that cannot be
+    encoded as UTF-8 ("" for the value itself), or None when every string can."""
+    stack: list[tuple[str, Any]] = [("", obj)]
+    while stack:  # a loop, not recursion: the value may be nested deeply
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if not _encodes(value):
+                return path
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                sub = f"{path}.{key}" if path else str(key)
+                if not _encodes(key):
+                    return path or "(a key)"
+                stack.append((sub, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_command(obj: Any) -> Command:
@@ -272,7 +324,8 @@ def parse_event_id(value: str) -> int | None:
     if not value.startswith("evt-"):
         return None
     digits = value[4:]
-    if not digits.isdigit() or len(digits) > 18:
+    # ASCII digits only: str.isdigit() also takes "²" and fullwidth "１", which int() reads.
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
         return None
     return int(digits)
 

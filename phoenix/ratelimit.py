@@ -11,12 +11,14 @@ from collections import deque
 
 
 class TokenBucket:
-    """`rate` messages per second, with bursts up to `rate` (one second's worth)."""
+    """`rate` messages per second, with bursts up to `rate` (one second's worth), and
+    never less than one message: below 1/s the bucket still fills to one whole token,
+    so one message goes through every 1/rate seconds."""
 
     def __init__(self, rate: float, now: float) -> None:
         self.rate = rate
-        self.capacity = rate
-        self._tokens = rate
+        self.capacity = max(rate, 1.0)
+        self._tokens = self.capacity
         self._at = now
 
     def take(self, now: float) -> float:
@@ -30,8 +32,8 @@ class TokenBucket:
 
     def set_rate(self, rate: float) -> None:
         self.rate = rate
-        self.capacity = rate
-        self._tokens = min(self._tokens, rate)
+        self.capacity = max(rate, 1.0)
+        self._tokens = min(self._tokens, self.capacity)
 
 
 class Flood:
