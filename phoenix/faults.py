@@ -190,9 +190,7 @@ class Faults:
                 if burst is not None and len(self._held) >= min(burst.params["count"], cap):
                     self._end_instant_burst(burst)
                     self._flush()
-                elif reorder is not None and len(self._held) >= min(
-                    reorder.params["window"], cap
-                ):
+                elif reorder is not None and len(self._held) >= min(reorder.params["window"], cap):
                     reorder.rng.shuffle(self._held)
                     self._flush()
             if len(self._held) >= cap:

@@ -69,6 +69,8 @@ def parse_duration(value: object) -> float:
     """
     if isinstance(value, bool):
         raise ValueError("expected a duration such as '30s', '2m', '1h', '1d'")
+    if isinstance(value, int) and abs(value) > MAX_DURATION:
+        raise ValueError("expected a duration of at most 366d")  # before float() overflows
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
@@ -79,7 +81,7 @@ def parse_duration(value: object) -> float:
     else:
         raise ValueError("expected a duration such as '30s', '2m', '1h', '1d'")
     if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError("expected a duration that is not negative")
+        raise ValueError("expected a finite duration that is not negative")
     if seconds > MAX_DURATION:
         raise ValueError("expected a duration of at most 366d")
     return seconds

@@ -454,9 +454,10 @@ class _Checker:
     ) -> float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         if ok:
-            ok = (
-                math.isfinite(value) and (lo is None or value >= lo) and (hi is None or value <= hi)
-            )
+            # An int is compared as it is: a 400-digit one does not fit a float.
+            finite = isinstance(value, int) or math.isfinite(value)
+            ok = finite and (lo is None or value >= lo) and (hi is None or value <= hi)
+            ok = ok and abs(value) <= 1e300
         if not ok:
             raise self.fail(path, f"expected {what}, got {_show(value)}")
         return float(value)
