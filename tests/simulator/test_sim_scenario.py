@@ -276,3 +276,35 @@ def test_close_code_must_be_an_integer():
     assert "faults[0].params.code (line 3): expected a close code" in _error(text)
     text = text.replace("4000.0", "4000")
     assert parse_scenario(text).faults[0].params["code"] == 4000
+
+
+def test_an_error_quotes_no_more_than_an_excerpt_of_a_file(tmp_path):
+    # A file that is not a scenario (a password file, a key) given by mistake: the error
+    # says what is wrong and quotes at most a short excerpt of it.
+    secret = "root:x:0:0:" + "s3cr3t" * 100
+    path = tmp_path / "passwd.yaml"
+    path.write_text(secret + "\n")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(str(path))
+    assert "s3cr3t" * 7 not in str(info.value)
+    assert len(str(info.value)) < 200
+    path.write_text(f"name: x\n{secret}: 1\n")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(str(path))
+    assert "s3cr3t" * 7 not in str(info.value)
+
+
+def test_only_regular_files_are_read(tmp_path):
+    import os
+
+    fifo = tmp_path / "f.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ScenarioError, match="not a regular file"):
+        load_scenario(str(fifo))
+    with pytest.raises(ScenarioError, match="not a regular file"):
+        load_scenario("/dev/zero")
+    big = tmp_path / "big.yaml"
+    big.write_text("name: big\n" + "#" * 5000 + "\n")
+    with pytest.raises(ScenarioError, match="limit of 4096 bytes"):
+        load_scenario(str(big), max_bytes=4096)
+    assert load_scenario(str(big), max_bytes=8192).name == "big"
