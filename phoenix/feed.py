@@ -57,12 +57,12 @@ Reload = Callable[[SourceInfo, float], tuple[Source, SourceInfo]]
 
 
 def published(seq: int, event: Event) -> Published:
-    frame = protocol.event_frame(seq, event).encode()
+    frame = protocol.event_frame(seq, event)
     narrow = None
     if event.name in protocol.NARROWED_EVENTS:
 
         def narrow(exp: str, seq: int = seq, event: Event = event) -> bytes:
-            return protocol.event_frame(seq, event, protocol.narrow(event, exp)).encode()
+            return protocol.event_frame(seq, event, protocol.narrow(event, exp))
 
     return Published(seq, event.channel, event.name, event.tags, frame, narrow)
 
