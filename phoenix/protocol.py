@@ -129,7 +129,10 @@ def event_frame(seq: int, event: Event, data: dict[str, Any] | None = None) -> b
     """The wire bytes of an event: exactly `encode(event_payload(...))`, assembled from
     parts so that only `data` is serialised per event (a tick's events share a second,
     and an event kind its channel and name)."""
-    body = encode(event.data if data is None else data)
+    if data is None and event.raw is not None:
+        body = event.raw  # made as JSON by the simulation (heartbeats)
+    else:
+        body = encode(event.data if data is None else data)
     return b"".join(
         (
             b'{"id":"evt-',

@@ -330,9 +330,11 @@ class Engine:
             return []
         if counts[idx].max() > 1:
             idx = np.repeat(idx, counts[idx])
-        datas = self.fleet.heartbeat(t, idx, mps_int, self._health_rng)
+        raws = self.fleet.heartbeat_raw(t, idx, mps_int, self._health_rng)
+        tags = self.fleet.tags
         return [
-            Event(t, "agents", "agent.heartbeat", d, {"agent_id": d["agent_id"]}) for d in datas
+            Event(t, "agents", "agent.heartbeat", None, tags[i], raw)
+            for i, raw in zip(idx.tolist(), raws, strict=True)
         ]
 
     # ------------------------------------------------------------------ metrics

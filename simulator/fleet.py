@@ -7,6 +7,7 @@ are actually emitted.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,10 @@ class FleetState:
         self.capability_names = [c for c, _ in spec.capabilities]
         self.hostnames: list[str] = []
         self.ids: list[str] = []
+        # Each agent's heartbeat JSON up to its status, made once: a heartbeat is then
+        # one string format, not a dict to build and serialise (see `heartbeat_raw`).
+        self._hb_head: list[str] = []
+        self.tags: list[dict[str, str]] = []  # each agent's event tags, shared (read-only)
         self.version = np.zeros(0, dtype=np.int64)
         self.caps = np.zeros(0, dtype=np.int64)  # bit i = capability_names[i]
         self.base_mps = np.zeros(0)
@@ -59,7 +64,12 @@ class FleetState:
             for i in range(first, first + count)
         ]
         self.hostnames += names
-        self.ids += [f"agent-{h}" for h in names]
+        ids = [f"agent-{h}" for h in names]
+        self.ids += ids
+        self.tags += [{"agent_id": i} for i in ids]
+        self._hb_head += [
+            '{"agent_id":' + json.dumps(i, ensure_ascii=False) + ',"status":"' for i in ids
+        ]
         weights = np.array([w for _, w in self.spec.versions], dtype=float)
         p = weights / weights.sum() if weights.sum() > 0 else None
         version = rng.choice(len(self.versions), size=count, p=p)
@@ -117,10 +127,12 @@ class FleetState:
         counts[~self.online | (rel <= 0)] = 0
         return counts
 
-    def heartbeat(
+    def heartbeat_raw(
         self, t: float, idx: np.ndarray, mps_int: np.ndarray, rng: np.random.Generator
-    ) -> list[dict[str, Any]]:
-        """Refresh health of the agents in `idx` and return their heartbeat data."""
+    ) -> list[bytes]:
+        """Refresh the health of the agents in `idx` and return their heartbeats' data as
+        compact JSON, in `idx` order: {"agent_id", "status", "metrics": {"cpu_percent",
+        "memory_percent", "metrics_per_second"}} (floats as Python writes them)."""
         if idx.size == 0:
             return []
         mps = mps_int[idx]
@@ -132,13 +144,10 @@ class FleetState:
         self.mem[idx] = mem
         self.last_seen[idx] = t
         degraded = (cpu > DEGRADED_CPU) | (mem > DEGRADED_MEMORY)
-        ids = self.ids
+        head = self._hb_head
         return [
-            {
-                "agent_id": ids[i],
-                "status": "degraded" if d else "healthy",
-                "metrics": {"cpu_percent": c, "memory_percent": m, "metrics_per_second": r},
-            }
+            f'{head[i]}{"degraded" if d else "healthy"}","metrics":{{"cpu_percent":{c!r},'
+            f'"memory_percent":{m!r},"metrics_per_second":{r}}}}}'.encode()
             for i, d, c, m, r in zip(
                 idx.tolist(),
                 degraded.tolist(),
