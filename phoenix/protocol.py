@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from simulator.clock import rfc3339
+from simulator.clock import rfc3339, timestamp
 from simulator.events import CHANNELS, FILTER_KEYS, Event
 
 __all__ = [
@@ -110,7 +110,7 @@ def event_payload(seq: int, event: Event, data: dict[str, Any] | None = None) ->
         "channel": event.channel,
         "event": event.name,
         "data": event.data if data is None else data,
-        "timestamp": rfc3339(event.time),
+        "timestamp": timestamp(event.time),
     }
 
 
@@ -140,9 +140,13 @@ def event_frame(seq: int, event: Event, data: dict[str, Any] | None = None) -> b
             _between(event.channel, event.name),
             b',"data":',
             body,
-            _stamp(int(event.time // 1)),
+            _stamp(int(t)) if (t := event.time) % 1 == 0 else _stamp_ms(t),
         )
     )
+
+
+def _stamp_ms(t: float) -> bytes:
+    return b',"timestamp":"' + timestamp(t).encode() + b'"}'
 
 
 def narrow(event: Event, experiment_id: str) -> dict[str, Any]:

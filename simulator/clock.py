@@ -30,6 +30,17 @@ def rfc3339(t: float) -> str:
     return datetime.fromtimestamp(math.floor(t), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def timestamp(t: float) -> str:
+    """An event's timestamp: `rfc3339` for a whole second (nearly every event), and with
+    milliseconds for a time within one (heartbeats at a rate above one per agent per
+    second): "2024-01-20T10:00:00.250Z"."""
+    ms = round(t * 1000)
+    second, rest = divmod(ms, 1000)
+    if rest == 0:
+        return rfc3339(second)
+    return f"{rfc3339(second)[:-1]}.{rest:03d}Z"
+
+
 def parse_rfc3339(value: str | datetime) -> float:
     """RFC 3339 text (or a datetime, as YAML hands timestamps over) -> UNIX seconds.
 

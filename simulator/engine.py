@@ -122,6 +122,12 @@ class Engine:
             raise ScenarioError(
                 f"set_rate: per_second: expected a number in (0, 1000000], got {per_second!r}"
             )
+        if channel != "agents" and per_second > 1:
+            raise ScenarioError(
+                f"set_rate: {channel}: at most 1/s, got {per_second:g}/s: an update is a "
+                "snapshot of one tick (one simulated second); only heartbeats (agents) go "
+                "faster, spread within the second"
+            )
         if channel == "agents":
             # Before the first tick no agent is online yet: size the interval for the
             # fleet the scenario starts with.
@@ -328,13 +334,26 @@ class Engine:
         idx = np.flatnonzero(counts)
         if idx.size == 0:
             return []
-        if counts[idx].max() > 1:
-            idx = np.repeat(idx, counts[idx])
-        raws = self.fleet.heartbeat_raw(t, idx, mps_int, self._health_rng)
         tags = self.fleet.tags
+        per = counts[idx]
+        if per.max() == 1:
+            raws = self.fleet.heartbeat_raw(t, idx, mps_int, self._health_rng)
+            return [
+                Event(t, "agents", "agent.heartbeat", None, tags[i], raw)
+                for i, raw in zip(idx.tolist(), raws, strict=True)
+            ]
+        # An agent that beats n times in this tick beats at t - 1 + j/n, j = 1..n: spread
+        # over the second, with sub-second timestamps, never n copies at one instant.
+        # In time order, then agent order.
+        agents = np.repeat(idx, per)
+        nth = np.arange(agents.size) - np.repeat(np.cumsum(per) - per, per) + 1
+        times = (t - 1.0) + nth / np.repeat(per, per)
+        order = np.lexsort((agents, times))
+        agents, times = agents[order], times[order]
+        raws = self.fleet.heartbeat_raw(t, agents, mps_int, self._health_rng)
         return [
-            Event(t, "agents", "agent.heartbeat", None, tags[i], raw)
-            for i, raw in zip(idx.tolist(), raws, strict=True)
+            Event(when, "agents", "agent.heartbeat", None, tags[i], raw)
+            for i, when, raw in zip(agents.tolist(), times.tolist(), raws, strict=True)
         ]
 
     # ------------------------------------------------------------------ metrics

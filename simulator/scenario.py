@@ -592,9 +592,16 @@ class _Checker:
         kwargs = {}
         for k, v in m.items():
             seconds = self.duration(path + (k,), v, positive=True)
-            if seconds < MIN_INTERVAL:
+            if k == "heartbeat" and seconds < MIN_INTERVAL:
                 raise self.fail(
                     path + (k,), f"expected an interval of at least 1ms, got {_show(v)}"
+                )
+            if k != "heartbeat" and seconds < 1.0:
+                # A metrics or cost update is a snapshot of a tick: two in one tick
+                # would be the same numbers twice. Only heartbeats spread within a tick.
+                raise self.fail(
+                    path + (k,),
+                    f"expected an interval of at least 1s (one per tick), got {_show(v)}",
                 )
             kwargs[k] = seconds
         return Intervals(**kwargs)

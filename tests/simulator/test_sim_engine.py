@@ -228,20 +228,47 @@ def test_set_rate(demo):
     eng = Engine(demo, seed=7, start=START)
     eng.advance_to(START + 30)
     eng.set_rate("agents", 300)
-    eng.set_rate("metrics", 5)
+    eng.set_rate("metrics", 0.5)
     events = eng.advance_to(START + 40)
     counts = collections.Counter(e.name for e in events)
     assert counts["agent.heartbeat"] == pytest.approx(3000, rel=0.02)
-    # The new schedule starts at the next tick (one update), then five per tick.
+    # The next update is one new interval after the last one (at 30), then every other tick.
     per_tick = collections.Counter(e.time for e in events if e.name == "metrics.update")
-    assert per_tick[START + 31] == 1
-    assert all(per_tick[START + k] == 5 for k in range(32, 41))
+    assert sorted(per_tick) == [START + k for k in (32, 34, 36, 38, 40)]
+    assert set(per_tick.values()) == {1}
     with pytest.raises(ScenarioError):
         eng.set_rate("nope", 1)
     with pytest.raises(ScenarioError):
         eng.set_rate("agents", -1)
     with pytest.raises(ScenarioError):
         eng.set_rate("metrics", math.inf)
+    with pytest.raises(ScenarioError, match="at most 1/s"):
+        eng.set_rate("metrics", 5)
+    with pytest.raises(ScenarioError, match="at most 1/s"):
+        eng.set_rate("cost-flow", 2)
+
+
+def test_heartbeats_faster_than_a_tick_spread_over_the_second(demo):
+    # 150 agents at 600/s: four beats per agent per tick, at .25, .5, .75 and the tick,
+    # in time order; never two of one agent at one instant, never identical events.
+    eng = Engine(demo, seed=7, start=START)
+    eng.advance_to(START + 30)
+    eng.set_rate("agents", 600)
+    eng.advance_to(START + 31)
+    beats = [e for e in eng.advance_to(START + 33) if e.name == "agent.heartbeat"]
+    assert len(beats) == 2 * 600
+    times = [e.time for e in beats]
+    assert times == sorted(times)
+    assert {t - START for t in times} == {31.25, 31.5, 31.75, 32, 32.25, 32.5, 32.75, 33}
+    pairs = collections.Counter((e.tags["agent_id"], e.time) for e in beats)
+    assert max(pairs.values()) == 1
+    raws = [e.raw for e in beats]
+    assert len(set(raws)) > 0.9 * len(raws)
+    from phoenix.protocol import event_frame
+
+    frame = json.loads(event_frame(1, beats[0]))
+    assert frame["timestamp"] == "2024-01-20T10:00:31.250Z"
+    assert frame["data"] == beats[0].data
 
 
 def test_snapshot_matches_events(demo):

@@ -177,16 +177,23 @@ def test_values_out_of_bounds(text, expected):
     assert expected in _error(f"name: t\n{text}\n")
 
 
-def test_interval_of_one_millisecond_runs():
+def test_a_heartbeat_interval_of_one_millisecond_runs_spread_over_the_tick():
     from simulator import Engine
 
     sc = parse_scenario(
-        "name: t\nstart: 2024-01-20T10:00:00Z\nfleet: {agents: 2}\nintervals: {metrics: 1ms}\n"
+        "name: t\nstart: 2024-01-20T10:00:00Z\nfleet: {agents: 2}\nintervals: {heartbeat: 1ms}\n"
     )
-    events = Engine(sc).advance_to(sc.start + 1)
-    assert (
-        sum(e.name == "metrics.update" for e in events) == 1001
-    )  # one at tick 0, a thousand in tick 1
+    beats = [e for e in Engine(sc).advance_to(sc.start + 2) if e.name == "agent.heartbeat"]
+    # Agents beat from the tick after they connect: a thousand each in tick 1, and the
+    # same again in tick 2, each at its own millisecond.
+    assert len(beats) == 2 * 2 * 1000
+    assert len({(e.tags["agent_id"], e.time) for e in beats}) == len(beats)
+
+
+def test_metrics_and_cost_are_at_most_once_a_tick():
+    for key in ("metrics", "cost", "progress"):
+        with pytest.raises(ScenarioError, match="at least 1s"):
+            parse_scenario(f"name: t\nintervals: {{{key}: 500ms}}\n")
 
 
 def test_agent_targets_are_parsed_not_enumerated():
