@@ -13,7 +13,12 @@ server spends on it while serving.
    /proc/PID/stat) over a window after a warm-up, as a share of one core. The server does
    little else with one client, so this is the engine's share (plus serialising and
    sending its events once). The window is cut short where the scenario ends (demo at
-   speed 60 ends after 15 wall seconds).
+   speed 60 ends after 15 wall seconds). Also firehose with `--rate agents=20000/s` at
+   speed 1 (issue 9's target: at most 15% of a core).
+3. Producer: what `phoenix simulate` does (the engine, then each event's wire bytes) on
+   firehose for 10 simulated minutes, in events per CPU second of one core; against that,
+   the same events merely re-serialised by orjson from dicts, in the same run. The ratio
+   of the two says how close the producer is to the cost of serialising alone.
 """
 
 from __future__ import annotations
@@ -33,8 +38,12 @@ from _common import SECRET, cpu_seconds
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import orjson  # noqa: E402
+
 from phoenix.auth import issue  # noqa: E402
+from phoenix.feed import published  # noqa: E402
 from simulator.engine import Engine  # noqa: E402
+from simulator.events import CONTROL  # noqa: E402
 from simulator.scenario import load_scenario  # noqa: E402
 
 T0 = 1705744800.0  # used when a scenario has no start of its own
@@ -75,7 +84,43 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def served(speed: float, window: float, warmup: float) -> dict[str, float]:
+def producer(name: str, simulated: float) -> dict[str, float]:
+    """Events per CPU second: the engine plus each event's wire bytes (as `phoenix
+    simulate`), and orjson alone re-serialising the same events from dicts."""
+    scenario = load_scenario(name)
+    engine = Engine(scenario, seed=1, start=None if scenario.start is not None else T0)
+    end = engine.now + simulated
+    frames: list[bytes] = []
+    seq = 0
+    c0 = time.process_time()
+    while engine.now < end:
+        for event in engine.advance_to(min(end, engine.now + CHUNK)):
+            if event.channel == CONTROL:
+                continue
+            seq += 1
+            frames.append(published(seq, event).frame)
+    produce = time.process_time() - c0
+    payloads = [orjson.loads(f) for f in frames]
+    c1 = time.process_time()
+    for payload in payloads:
+        orjson.dumps(payload)
+    serialise = time.process_time() - c1
+    return {
+        "events": len(frames),
+        "producer_per_cpu_s": len(frames) / produce,
+        "orjson_per_cpu_s": len(payloads) / serialise,
+        "ratio": serialise / produce,
+    }
+
+
+async def served(
+    speed: float,
+    window: float,
+    warmup: float,
+    scenario: str = "demo",
+    length: float = 900.0,
+    extra: tuple[str, ...] = (),
+) -> dict[str, float]:
     port = free_port()
     env = {**os.environ, "PHOENIX_JWT_SECRET": SECRET}
     proc = await asyncio.create_subprocess_exec(
@@ -88,7 +133,8 @@ async def served(speed: float, window: float, warmup: float) -> dict[str, float]
         "--speed",
         f"{speed:g}",
         "--scenario",
-        "demo",
+        scenario,
+        *extra,
         cwd=ROOT,
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
@@ -112,8 +158,8 @@ async def served(speed: float, window: float, warmup: float) -> dict[str, float]
                 await ws.send_json({"type": "subscribe", "id": "s", "channels": CHANNELS})
                 received = 0
                 loop = asyncio.get_running_loop()
-                # Whole scenario: 15 simulated minutes; stop a second before it ends.
-                left = 900.0 / speed - (time.monotonic() - started) - warmup - 1.0
+                # Stop a second before the scenario ends (demo: 15 simulated minutes).
+                left = length / speed - (time.monotonic() - started) - warmup - 1.0
                 window = max(1.0, min(window, left))
                 phase_end = loop.time() + warmup
                 c0 = w0 = 0.0
@@ -173,6 +219,23 @@ async def main(args: argparse.Namespace) -> int:
             f"{r['events_per_s']:,.1f} | {speed / rates['demo']:.2%} |",
             flush=True,
         )
+    r = await served(
+        1.0, args.window, args.warmup, "firehose", 3600.0, ("--rate", "agents=20000/s")
+    )
+    print(
+        f"\nserving firehose at speed 1 with --rate agents=20000/s, one client on every "
+        f"channel: server CPU {r['cpu_share']:.1%} of one core, "
+        f"{r['events_per_s']:,.0f} events/s to the client",
+        flush=True,
+    )
+    print("\nproducer: firehose, 10 simulated minutes, events per CPU second (one core)")
+    print("| producer (engine + wire bytes) | orjson alone, same events | ratio |")
+    print("|---:|---:|---:|")
+    r = producer("firehose", 600.0)
+    print(
+        f"| {r['producer_per_cpu_s']:,.0f} | {r['orjson_per_cpu_s']:,.0f} | {r['ratio']:.3f} |",
+        flush=True,
+    )
     return 0
 
 
