@@ -7,9 +7,13 @@ takes plain values (create_app takes a Config, never argv).
 from __future__ import annotations
 
 import argparse
+import asyncio
+import errno
 import logging
+import math
 import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -17,10 +21,12 @@ from typing import IO
 
 from phoenix.config import Config, ConfigError, load_config, parse_config
 from phoenix.replay import ReplayError
-from simulator.clock import parse_duration, parse_rfc3339
+from simulator.clock import parse_duration, parse_start
 from simulator.scenario import ScenarioError
 
 DEFAULT_CONFIG = "config.yaml"
+MAX_TTL = 315_360_000  # seconds: a token lives at most 10 years
+MAX_SUB = 256  # characters: the server refuses a longer `sub` (phoenix.auth.MAX_SUB_LENGTH)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,8 +79,14 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("token", help="print a JWT signed with the configured secret")
     _config_arg(s)
-    s.add_argument("--sub", default="dev", help="the token's subject (user)")
-    s.add_argument("--ttl", type=float, default=3600, help="seconds until it expires")
+    s.add_argument(
+        "--sub", default="dev", help=f"the token's subject (user), 1 to {MAX_SUB} characters"
+    )
+    s.add_argument(
+        "--ttl",
+        default="3600",
+        help=f"seconds until it expires, 1 to {MAX_TTL} (10 years); default 3600",
+    )
     s.add_argument("--role", choices=["viewer", "admin"], help="role claim (admin: controls)")
     s.add_argument("--channels", help="comma-separated channels the token may subscribe to")
     s.set_defaults(run=_token)
@@ -148,14 +160,13 @@ def parse_rates(values: list[str]) -> dict[str, float]:
 def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from phoenix import logs
     from phoenix.app import AccessLogger, create_app
     from phoenix.keys import FEED
 
     config = _overrides(_load(args), args)
     rates = parse_rates(args.rate)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure()
     if args.replay:
         from phoenix.feed import SourceInfo
         from phoenix.replay import ReplaySource
@@ -178,20 +189,50 @@ def _serve(args: argparse.Namespace) -> int:
         config.server.host,
         config.server.port,
     )
-    web.run_app(
-        app,
-        host=config.server.host,
-        port=config.server.port,
-        access_log_class=AccessLogger,
-        access_log=logging.getLogger("aiohttp.access") if config.server.access_log else None,
-        print=None,
-        shutdown_timeout=5.0,
-    )
+    # run_app handles SIGINT and SIGTERM; SIGHUP (the terminal went away, or a process
+    # manager's stop) ends the server the same way: 1001 to every client, exit 0.
+    loop = asyncio.new_event_loop()
+    loop.add_signal_handler(signal.SIGHUP, _graceful_exit)
+    try:
+        web.run_app(
+            app,
+            host=config.server.host,
+            port=config.server.port,
+            access_log_class=AccessLogger,
+            access_log=logging.getLogger("aiohttp.access") if config.server.access_log else None,
+            print=None,
+            shutdown_timeout=5.0,
+            loop=loop,
+        )
+    except OSError as exc:
+        where = f"{config.server.host}:{config.server.port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"cannot listen on {where}: the address is in use; pick another with --port "
+                "(or server.port) or stop what is using it"
+            ) from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ConfigError(
+                f"cannot listen on {where}: {config.server.host} is not an address of this "
+                "machine; pick another with --host (or server.host)"
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise ConfigError(
+                f"cannot listen on {where}: permission denied (ports below 1024 need "
+                "privileges); pick another with --port (or server.port)"
+            ) from None
+        raise
     return 0
 
 
+def _graceful_exit() -> None:
+    from aiohttp import web
+
+    raise web.GracefulExit()  # what run_app's own SIGINT/SIGTERM handler raises
+
+
 def _simulate(args: argparse.Namespace) -> int:
-    from phoenix.feed import published
+    from phoenix.protocol import event_frame
     from phoenix.sources import scenario_source
 
     try:
@@ -200,11 +241,9 @@ def _simulate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--duration: {exc}") from None
     if args.start is not None:
         try:
-            parse_rfc3339(args.start)
-        except ValueError:
-            raise ConfigError(
-                "--start: expected an RFC 3339 time such as 2024-01-20T10:00:00Z"
-            ) from None
+            parse_start(args.start)  # the bounds every start has (config, API, scenario)
+        except ValueError as exc:
+            raise ConfigError(f"--start: {exc}") from None
     engine, _ = scenario_source(args.scenario or "demo", args.seed, args.start)
     for channel, rate in parse_rates(args.rate).items():
         engine.set_rate(channel, rate)  # type: ignore[attr-defined]
@@ -224,7 +263,7 @@ def _simulate(args: argparse.Namespace) -> int:
                 if event.channel == "control":
                     continue
                 seq += 1
-                lines.append(published(seq, event).frame)
+                lines.append(event_frame(seq, event))  # the bytes `serve` would send
             if lines:
                 out.write(b"\n".join(lines) + b"\n")
             if progress is not None:
@@ -266,13 +305,14 @@ def _token(args: argparse.Namespace) -> int:
         unknown = [c for c in channels if c not in CHANNELS]
         if unknown:
             raise ConfigError(f"--channels: unknown {unknown}; valid: {', '.join(CHANNELS)}")
-    if args.ttl <= 0:
-        raise ConfigError("--ttl: expected a number of seconds > 0")
+    ttl = _ttl(args.ttl)
+    if not args.sub or len(args.sub) > MAX_SUB or not _utf8(args.sub):
+        raise ConfigError(f"--sub: expected 1 to {MAX_SUB} characters of text, got {len(args.sub)}")
     token = issue(
         config.auth.jwt_secret,
         args.sub,
         time.time(),
-        args.ttl,
+        ttl,
         role=args.role,
         channels=channels,
         algorithm=config.auth.algorithms[0],
@@ -281,13 +321,36 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ttl(text: str) -> float:
+    """--ttl: a number of seconds from 1 to MAX_TTL. A token the server would refuse
+    (expired at once, `exp` not a number) is an error here, not a surprise later."""
+    try:
+        ttl = float(text)
+    except ValueError:
+        ttl = math.nan
+    if not (math.isfinite(ttl) and 1 <= ttl <= MAX_TTL):
+        raise ConfigError(
+            f"--ttl {text!r}: expected a number of seconds from 1 to {MAX_TTL} (10 years)"
+        )
+    return ttl
+
+
+def _utf8(text: str) -> bool:
+    """False for argv bytes that are not UTF-8 (they arrive as lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check(args: argparse.Namespace) -> int:
     from simulator.scenario import load_scenario
 
     config = _load(args)
     print(f"config ok: serving on {config.server.host}:{config.server.port}")
     name = args.scenario or config.simulation.scenario
-    sc = load_scenario(name)
+    sc = load_scenario(name, config.simulation.max_scenario_bytes)
     print(f"scenario ok: {sc.name}")
     return 0
 

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from .conftest import SECRET
@@ -44,7 +45,13 @@ def run(*args: str, timeout: float = 60, **kw: object) -> subprocess.CompletedPr
 class ServerProcess:
     """`phoenix serve` on a free loopback port; stopped by PID."""
 
-    def __init__(self, *args: str, port: int | None = None, environ: dict[str, str] | None = None):
+    def __init__(
+        self,
+        *args: str,
+        port: int | None = None,
+        environ: dict[str, str] | None = None,
+        preexec_fn: Callable[[], object] | None = None,  # e.g. a lower RLIMIT_NOFILE
+    ):
         self.port = port or free_port()
         # A file, not a pipe: a pipe nobody reads fills up and blocks the server's logging.
         self._log = tempfile.TemporaryFile(mode="w+")
@@ -55,6 +62,7 @@ class ServerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=preexec_fn,
         )
         self.output = ""
 
