@@ -19,7 +19,7 @@ import jinja2
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from phoenix import api, faults, views
+from phoenix import api, faults, headers, logs, views
 from phoenix.config import Config
 from phoenix.feed import Feed, Source, SourceInfo
 from phoenix.hub import Hub
@@ -69,8 +69,10 @@ def create_app(
     app.router.add_get("/ws", ws_handler)
     views.setup_routes(app, TEMPLATES / "static")
     api.setup_routes(app)
+    app.cleanup_ctx.append(logs.loop_errors)  # loop errors throttled, counted
     app.cleanup_ctx.append(_run_feed)
     app.on_shutdown.append(_close_sockets)
+    headers.setup(app)  # security headers on every response
     return app
 
 

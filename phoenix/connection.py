@@ -10,6 +10,12 @@ queue dropped, so one slow reader never slows the others or grows memory without
 Replies and a resume's replay are counted apart, with a cap of their own. Closing with an
 error frame (`fail`) sends what is queued before it, then the error, then the close, or
 closes anyway when the client has not read them within the close timeout.
+
+A connection records why it ends (`reason`, the first one given wins), for
+`phoenix_connections_closed_total{reason}`. Protocol pings are answered by the writer too,
+never by the handler's read loop (which would stop reading while a pong waits for a client
+that does not read), and only the latest one unanswered (RFC 6455 §5.5.3): a client that
+floods pings and reads nothing holds one pending pong, not a queue.
 """
 
 from __future__ import annotations
@@ -28,6 +34,22 @@ from phoenix.auth import Claims
 from phoenix.protocol import Close
 
 log = logging.getLogger("phoenix.ws")
+
+# Why a close with this code ends the connection, when the caller does not say.
+# phoenix.faults closes with any code; the codes below are the server's own.
+_REASON_OF_CODE: dict[int, str] = {
+    Close.GOING_AWAY: "shutdown",
+    Close.SERVICE_RESTART: "fault",
+    Close.TRY_AGAIN_LATER: "slow_consumer",
+    Close.UNAUTHORIZED: "unauthorized",
+    Close.RATE_LIMITED: "rate_limited",
+}
+
+
+def reason_of_code(code: int) -> str:
+    """The phoenix_connections_closed_total reason of a close the server starts."""
+    return _REASON_OF_CODE.get(code, "fault")
+
 
 # Headers of an unmasked, final text frame (RFC 6455 §5.2), by payload length.
 _HEAD1 = struct.Struct("!BB").pack
@@ -96,6 +118,9 @@ class Connection:
         "_grace",
         "_own_limit",
         "_deadline",
+        "_pong",
+        "_sending",
+        "reason",
     )
 
     def __init__(
@@ -134,6 +159,9 @@ class Connection:
         self._grace = 0
         self._own_limit = own_limit or limit
         self._deadline: asyncio.TimerHandle | None = None
+        self._pong: bytes | None = None  # the payload of the latest unanswered ping
+        self._sending = False  # the writer is in aiohttp's send (maybe waiting on drain)
+        self.reason: str | None = None  # why the connection ends (metrics.CLOSE_REASONS)
         # Writing past aiohttp's writer is only right for frames it would send as they
         # are: not compressed (compression keeps per-connection state in the writer).
         self._direct = transport is not None and not ws.compress
@@ -187,19 +215,35 @@ class Connection:
         delay = self._delays.delay if self._delays is not None else None
         return 0.0 if delay is None else asyncio.get_running_loop().time() + delay()
 
-    def fail(self, frame: bytes, code: int, reason: str) -> None:
+    def pong(self, payload: bytes) -> None:
+        """Answer a protocol ping (from the writer, after what it is sending now). A
+        newer ping replaces an unanswered one: one pong answers them all."""
+        if self.closing:
+            return
+        self._pong = payload
+        self._wake()
+
+    def end(self, reason: str) -> None:
+        """Record why the connection ends, unless a reason is recorded already."""
+        if self.reason is None:
+            self.reason = reason
+
+    def fail(self, frame: bytes, code: int, reason: str, why: str | None = None) -> None:
         """Send what is queued, then `frame`, then close with `code`; a client that does
-        not read them within the close timeout is closed anyway."""
+        not read them within the close timeout is closed anyway. `why` is the metrics
+        reason (by default, the code's)."""
         if self._close is not None:
             return
+        self.end(why or reason_of_code(code))
         self._queue.append((0.0, frame, True))
         self.closing = True
         self._close = (code, reason)
         self._wake()
         self._deadline = asyncio.get_running_loop().call_later(self._close_timeout, self._shut_now)
 
-    def close(self, code: int, reason: str) -> None:
+    def close(self, code: int, reason: str, why: str | None = None) -> None:
         """Close now, dropping whatever is queued (a pending `fail` keeps its code)."""
+        self.end(why or reason_of_code(code))
         if self._close is None:
             self._close = (code, reason)
         self._shut_now()
@@ -210,9 +254,13 @@ class Connection:
         self.closing = True
         self._queue.clear()
         self._grace = 0
-        # The writer may be stuck on a full socket buffer: stop it and close from a
-        # task of our own, so the close happens now, not when the client reads again.
-        if asyncio.current_task() is not self._writer:
+        self._pong = None
+        # The writer may be stuck on a full socket buffer: close from a task of our own,
+        # so the close happens now, not when the client reads again. A writer waiting
+        # for the buffer to drain is left to wait (with nothing queued, it ends once the
+        # buffer drains or the transport is cut): aiohttp's writers share one drain
+        # waiter, and cancelling the writer there would cancel the close's wait with it.
+        if asyncio.current_task() is not self._writer and not self._sending:
             self._writer.cancel()
         self._closer = asyncio.get_running_loop().create_task(self._shut())
 
@@ -223,7 +271,7 @@ class Connection:
             self.claims.sub,
             len(self._queue),
         )
-        self.close(Close.TRY_AGAIN_LATER, "slow consumer: outbound queue full")
+        self.close(Close.TRY_AGAIN_LATER, "slow consumer: outbound queue full", "slow_consumer")
         if self._on_evict is not None:
             self._on_evict(self)
 
@@ -237,7 +285,12 @@ class Connection:
         loop = asyncio.get_running_loop()
         try:
             while True:
-                while queue:
+                if (payload := self._pong) is not None:
+                    self._pong = None
+                    self._sending = True
+                    await ws.pong(payload)
+                    self._sending = False
+                elif queue:
                     due = queue[0][0]
                     if due and (wait := due - loop.time()) > 0:
                         # Wait with the frame still queued, so `offer` cannot write a
@@ -247,14 +300,17 @@ class Connection:
                     _, frame, own = queue.popleft()
                     if own:
                         self._grace -= 1
+                    self._sending = True
                     await ws.send_frame(frame, WSMsgType.TEXT)
+                    self._sending = False
                     self.bytes_out += len(frame)
                     self.frames_out += 1
-                if self._close is not None:
+                elif self._close is not None:
                     break
-                self._waiter = loop.create_future()
-                await self._waiter
-                self._waiter = None
+                else:
+                    self._waiter = loop.create_future()
+                    await self._waiter
+                    self._waiter = None
         except (ConnectionError, RuntimeError):
             return  # the peer went away; the handler's read loop ends too
         self._shut_now()  # everything up to fail()'s frame is out: now the close
@@ -265,21 +321,44 @@ class Connection:
             await asyncio.wait_for(
                 self.ws.close(code=code, message=reason.encode()[:120]), self._close_timeout
             )
+            return
         except (TimeoutError, ConnectionError, RuntimeError):
-            # A peer that neither reads nor answers the close frame is cut off
-            # (closing the transport would wait for its buffer to drain, forever).
-            if self._transport is not None:
-                self._transport.abort()
+            pass
+        except asyncio.CancelledError:
+            # The shared drain waiter cancelled under us (the writer task was cancelled
+            # while it waited there, by `stop`): only a cancellation of this task is one.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+        # A peer that neither reads nor answers the close frame is cut off
+        # (closing the transport would wait for its buffer to drain, forever).
+        if self._transport is not None:
+            self._transport.abort()
 
-    def abort(self) -> None:
+    def abort(self, why: str = "fault") -> None:
         """Drop the connection without a close frame, as a crashed server or a cut
         network would."""
+        self.end(why)
         self.closing = True
         self._queue.clear()
         self._grace = 0
         self._writer.cancel()
         if self._transport is not None:
             self._transport.abort()
+
+    def heartbeat_timeout(self, interval: float) -> None:
+        """The client did not answer the heartbeat's ping: it is gone, or stuck and not
+        reading. aiohttp has only asked the transport to close, and a transport closes
+        once its write buffer has drained: to a client that reads nothing, never. So the
+        connection (and its user's slot) would be held for good: cut it now."""
+        if self.reason is None:
+            log.warning(
+                "heartbeat timeout %s (sub=%s): no pong within %g s of a ping, dropping",
+                self.remote,
+                self.claims.sub,
+                interval / 2,
+            )
+        self.abort("heartbeat_timeout")
 
     async def closed(self) -> None:
         """Wait until a close started with `close` has gone through (or timed out)."""
@@ -298,3 +377,14 @@ class Connection:
         with contextlib.suppress(asyncio.CancelledError):
             await self._writer
         await self.closed()
+        transport = self._transport
+        if transport is not None and transport.get_write_buffer_size():
+            # Whatever closes it, a transport closes only once its buffer has drained:
+            # a peer that stopped reading would hold it (and its memory) for good.
+            loop = asyncio.get_running_loop()
+            loop.call_later(self._close_timeout, _abort_if_stuck, transport)
+
+
+def _abort_if_stuck(transport: asyncio.Transport) -> None:
+    if transport.get_write_buffer_size():
+        transport.abort()

@@ -238,7 +238,7 @@ class Faults:
             if params.get("abrupt"):
                 conn.abort()
             else:
-                conn.close(params["code"], f"fault {fault.id}: close_connections")
+                conn.close(params["code"], f"fault {fault.id}: close_connections", why="fault")
         log.warning(
             "fault %s closed %d of %d connections%s",
             fault.id,
@@ -269,7 +269,7 @@ class Faults:
         for conn in chosen:
             metrics.auth_failure("expired")
             metrics.error(err)
-            conn.fail(frame, Close.UNAUTHORIZED, err.message)
+            conn.fail(frame, Close.UNAUTHORIZED, err.message, why="fault")
         log.warning("fault %s expired the tokens of %d connections", fault.id, len(chosen))
 
     def _restart(self, fault: Active) -> None:

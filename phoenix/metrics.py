@@ -19,6 +19,18 @@ from phoenix.protocol import Code, ProtocolError
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+# Every way a WebSocket connection ends (phoenix_connections_closed_total{reason}).
+CLOSE_REASONS = (
+    "normal",  # the client closed
+    "slow_consumer",  # 1013
+    "heartbeat_timeout",  # no pong to the protocol-level ping
+    "rate_limited",  # 4029, including a refused upgrade
+    "unauthorized",  # 4001, including a refused upgrade and a token's expiry
+    "fault",  # close_connections, token_expiry_storm, server_restart
+    "shutdown",  # 1001 on server shutdown
+    "error",  # no close handshake, a transport or protocol error, anything else
+)
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -40,6 +52,20 @@ class Metrics:
             "phoenix_resumes", "Subscribes with `since`, by outcome", ["recovered"], registry=r
         )
         self.faults = Counter("phoenix_faults", "Faults started, by type", ["fault"], registry=r)
+        self.loop_errors = Counter(  # counted by phoenix.logs.LoopErrors
+            "phoenix_loop_errors",
+            "Event-loop errors (accept: out of files), by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.connections_closed = Counter(
+            "phoenix_connections_closed",
+            "WebSocket connections ended, by reason",
+            ["reason"],
+            registry=r,
+        )
+        for reason in CLOSE_REASONS:
+            self.connections_closed.labels(reason)  # every reason shows, from 0
         self.bytes_closed = 0  # bytes sent by connections already gone
 
     def auth_failure(self, reason: str) -> None:
@@ -59,6 +85,10 @@ class Metrics:
 
     def fault(self, kind: str) -> None:
         self.faults.labels(kind).inc()
+
+    def connection_closed(self, reason: str) -> None:
+        """Once per connection, when it ends (and for each refused upgrade)."""
+        self.connections_closed.labels(reason if reason in CLOSE_REASONS else "error").inc()
 
     def watch(self, collect: Callable[[], Iterator[Any]]) -> None:
         """Add the scrape-time gauges (see `app.live_metrics`)."""

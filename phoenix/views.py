@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
 import aiohttp_jinja2
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from phoenix.auth import issue
 from phoenix.config import is_loopback
@@ -19,6 +20,7 @@ VENDOR = ROOT / "node_modules"
 
 # The page has no inline script and loads nothing from elsewhere: say so to the
 # browser, so that even a bug that let event data into the DOM as HTML could not run it.
+# (phoenix.headers sends it with every HTML response.)
 CSP = (
     "default-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; "
     "style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'; "
@@ -33,23 +35,47 @@ async def index(request: web.Request) -> web.Response:
         "scenario": request.app[FEED].info.name,
         "host": cfg.server.host,
     }
-    response = aiohttp_jinja2.render_template("index.html", request, context)
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return aiohttp_jinja2.render_template("index.html", request, context)
 
 
 async def favicon(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+# A loopback name or address, with an optional port, and nothing else: no userinfo, no
+# trailing dot, no other IPv6 spelling. ASCII only: with Unicode case folding `ſ` would
+# match `s`, and [0-9], not \d, which matches every script's digits.
+_LOOPBACK_HOST = re.compile(
+    r"(?:localhost|127(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}|\[::1\])"
+    r"(?::([0-9]{1,5}))?",
+    re.ASCII | re.IGNORECASE,
+)
+
+
+def loopback_host(values: list[str]) -> bool:
+    """The request's Host headers (raw) are exactly one, naming a loopback host."""
+    if len(values) != 1:
+        return False
+    match = _LOOPBACK_HOST.fullmatch(values[0])
+    return match is not None and (match[1] is None or 0 < int(match[1]) < 65536)
+
+
 def page_token_available(request: web.Request) -> bool:
     """The page may fetch a viewer token only when the server is bound to loopback, the
     request came from loopback, and it names a loopback host (a page on another site
-    that rebinds its DNS name to 127.0.0.1 sends its own name as Host)."""
+    that rebinds its DNS name to 127.0.0.1 sends its own name as Host). The Host header
+    is read raw and strictly (a URL parser finds a loopback host in `evil.com#@127.0.0.1`),
+    and a request target in absolute form (`POST http://127.0.0.1/api/token`), whose
+    host aiohttp prefers to the Host header, is refused."""
     cfg = request.app[CONFIG]
-    host = (request.url.host or "").strip("[]")
-    return is_loopback(cfg.server.host) and is_loopback(request.remote or "") and is_loopback(host)
+    target = request.raw_path
+    return (
+        is_loopback(cfg.server.host)
+        and is_loopback(request.remote or "")
+        and target.startswith("/")
+        and not target.startswith("//")
+        and loopback_host(request.headers.getall(hdrs.HOST, []))
+    )
 
 
 async def page_token(request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ from phoenix import protocol
 from phoenix.auth import AuthError, Claims, verify
 from phoenix.connection import Connection
 from phoenix.keys import CONFIG, CONNECTIONS, FAULTS, FEED, HUB, METRICS
+from phoenix.metrics import Metrics
 from phoenix.protocol import Close, Code, Command, ProtocolError
 from phoenix.ratelimit import Flood, TokenBucket, retry_after_ms
 
@@ -154,16 +155,24 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     faults = app[FAULTS]
     if faults.restarting:
         # As close as an in-process server gets to being down: refuse before the upgrade.
+        wait = faults.retry_after()
         return web.json_response(
-            {"error": "server restarting (server_restart fault); try again shortly"},
+            {
+                "error": f"server restarting (server_restart fault); try again in {wait} s",
+                "details": {"reason": "server_restart", "retry_after_seconds": wait},
+            },
             status=503,
-            headers={"Retry-After": "1"},
+            headers={"Retry-After": str(wait)},
         )
     ws = web.WebSocketResponse(
         compress=cfg.websocket.compression,
-        max_msg_size=cfg.limits.max_message_bytes,
+        # aiohttp refuses a message of exactly max_msg_size; ours is "over the limit".
+        max_msg_size=cfg.limits.max_message_bytes + 1,
         heartbeat=cfg.websocket.heartbeat or None,
         timeout=cfg.websocket.close_timeout,
+        # Pings are answered by the connection's writer (Connection.pong): aiohttp's own
+        # pong blocks this read loop while a client that reads nothing fills the socket.
+        autoping=False,
     )
     await ws.prepare(request)
     metrics, feed = app[METRICS], app[FEED]
@@ -180,7 +189,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         metrics.auth_failure(exc.reason)
         err = protocol.unauthorized(exc.reason, exc.message)
         metrics.error(err)
-        await _refuse(ws, err, feed.now())
+        await _refuse(ws, err, feed.now(), metrics)
         return ws
 
     registry = app[CONNECTIONS]
@@ -193,7 +202,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             Close.RATE_LIMITED,
         )
         metrics.error(err)
-        await _refuse(ws, err, feed.now())
+        await _refuse(ws, err, feed.now(), metrics)
         return ws
 
     def _evicted(c: Connection) -> None:
@@ -215,17 +224,43 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     registry.add(conn)
     session = Session(app, conn)
     expiry = _expire_at(session, claims)
+    ended: Any = None  # the message that ended the read loop
     try:
-        async for msg in ws:
-            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+        while True:
+            msg = await ws.receive()
+            if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
                 session.receive(msg)
+            elif msg.type is WSMsgType.PING:
+                conn.pong(msg.data)
+            elif msg.type is not WSMsgType.PONG:  # CLOSE, CLOSING, CLOSED, ERROR
+                ended = msg
+                break
     finally:
+        # Before any await: the handler may be cancelled once the transport is lost.
         expiry.cancel()
+        _ended(conn, ws, ended, cfg.websocket.heartbeat)
         app[HUB].drop(conn)
         registry.remove(conn)
+        metrics.connection_closed(conn.reason or "error")
         await conn.stop()
         metrics.bytes_closed += conn.bytes_out
     return ws
+
+
+def _ended(conn: Connection, ws: web.WebSocketResponse, msg: Any, heartbeat: float) -> None:
+    """Why the connection ended, when the server did not start the close itself (a
+    reason recorded first wins). `msg` is what ended the read loop, None when it was
+    cancelled (the transport was lost)."""
+    if conn.reason is not None:
+        return
+    if msg is not None and msg.type is WSMsgType.CLOSE:
+        conn.end("normal")  # the client's close frame
+    elif isinstance(ws.exception(), TimeoutError):
+        # aiohttp's heartbeat: no pong in time (the only TimeoutError of a close the
+        # server did not start).
+        conn.heartbeat_timeout(heartbeat)
+    else:
+        conn.end("error")  # no close handshake, or a transport or protocol error
 
 
 def _expire_at(session: Session, claims: Claims) -> asyncio.TimerHandle:
@@ -240,9 +275,12 @@ def _expire_at(session: Session, claims: Claims) -> asyncio.TimerHandle:
     return loop.call_later(delay, expire)
 
 
-async def _refuse(ws: web.WebSocketResponse, err: ProtocolError, now: float) -> None:
+async def _refuse(
+    ws: web.WebSocketResponse, err: ProtocolError, now: float, metrics: Metrics
+) -> None:
     """Complete the upgrade, send one error frame, close with the error's code."""
     assert err.close is not None
+    metrics.connection_closed("unauthorized" if err.close == Close.UNAUTHORIZED else "rate_limited")
     try:
         await ws.send_str(protocol.error_frame(err, None, now))
         await ws.close(code=err.close, message=err.message.encode()[:120])

@@ -1,0 +1,28 @@
+"""Security headers on every response: pages, static files, the JSON API, errors
+(401/403/404/405...), /metrics, /health and the /ws upgrade.
+
+An `on_response_prepare` signal, not a middleware: it also sees the responses aiohttp
+makes itself (the router's 404 and 405, static files) just before their headers are
+sent. Only a request aiohttp cannot parse at all gets its 400 without them.
+"""
+
+from __future__ import annotations
+
+from aiohttp import hdrs, web
+
+from phoenix.views import CSP
+
+SERVER = "phoenix"  # no name or version of the stack underneath
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    headers = response.headers
+    headers[hdrs.SERVER] = SERVER
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "no-referrer"
+    if response.content_type == "text/html":
+        headers["Content-Security-Policy"] = CSP
+
+
+def setup(app: web.Application) -> None:
+    app.on_response_prepare.append(security_headers)
