@@ -121,6 +121,9 @@ class Connection:
         "_pong",
         "_sending",
         "reason",
+        "reader",
+        "receiving",
+        "_handshake",
     )
 
     def __init__(
@@ -162,6 +165,11 @@ class Connection:
         self._pong: bytes | None = None  # the payload of the latest unanswered ping
         self._sending = False  # the writer is in aiohttp's send (maybe waiting on drain)
         self.reason: str | None = None  # why the connection ends (metrics.CLOSE_REASONS)
+        # The handler's task, and whether it is waiting in ws.receive() now: a close we
+        # start is carried out by that task (see `_shut`).
+        self.reader: asyncio.Task[object] | None = None
+        self.receiving = False
+        self._handshake: asyncio.Future[None] | None = None
         # Writing past aiohttp's writer is only right for frames it would send as they
         # are: not compressed (compression keeps per-connection state in the writer).
         self._direct = transport is not None and not ws.compress
@@ -316,6 +324,41 @@ class Connection:
         self._shut_now()  # everything up to fail()'s frame is out: now the close
 
     async def _shut(self) -> None:
+        reader = self.reader
+        if self.receiving and reader is not None and not reader.done():
+            # aiohttp, asked to close while another task waits in receive(), sends its
+            # close frame and drops the TCP connection at once, without the client's
+            # reply; a client racing that (aiohttp's does) then reports 1006, not our
+            # code. So the reading task, woken by a cancel it knows to expect, does the
+            # whole handshake itself (`handshake`); this task waits for it.
+            self._handshake = asyncio.get_running_loop().create_future()
+            reader.cancel()
+            try:
+                # Bounded: a reader that ends another way (cancelled by aiohttp too)
+                # resolves it in `stop`; past twice the close timeout, cut it off.
+                await asyncio.wait_for(asyncio.shield(self._handshake), 2 * self._close_timeout)
+                return
+            except TimeoutError:
+                pass
+            if self._transport is not None:
+                self._transport.abort()
+            return
+        await self._close_ws()
+
+    def wants_handshake(self) -> bool:
+        """For the reading task, on a CancelledError out of ws.receive(): whether it was
+        ours (`_shut`), to be answered with `handshake` rather than raised."""
+        return self._handshake is not None and not self._handshake.done()
+
+    async def handshake(self) -> None:
+        """The close handshake, run by the reading task (see `_shut`)."""
+        try:
+            await self._close_ws()
+        finally:
+            if self._handshake is not None and not self._handshake.done():
+                self._handshake.set_result(None)
+
+    async def _close_ws(self) -> None:
         code, reason = self._close or (Close.GOING_AWAY, "")
         try:
             await asyncio.wait_for(
@@ -371,6 +414,9 @@ class Connection:
         let finish (the client's reply, or the close timeout): the handler returning
         would otherwise cut the TCP connection under it."""
         self.closing = True
+        self.receiving = False
+        if self._handshake is not None and not self._handshake.done():
+            self._handshake.set_result(None)  # the reader is done, whatever it did
         if self._deadline is not None:
             self._deadline.cancel()
         self._writer.cancel()

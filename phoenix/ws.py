@@ -225,9 +225,22 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     session = Session(app, conn)
     expiry = _expire_at(session, claims)
     ended: Any = None  # the message that ended the read loop
+    task = conn.reader = asyncio.current_task()
+    assert task is not None
     try:
         while True:
-            msg = await ws.receive()
+            conn.receiving = True
+            try:
+                msg = await ws.receive()
+            except asyncio.CancelledError:
+                conn.receiving = False
+                # A close the server started: this task, the one that reads, runs the
+                # handshake (Connection._shut). Any other cancel goes on up.
+                if conn.wants_handshake() and task.uncancel() == 0:
+                    await conn.handshake()
+                    break
+                raise
+            conn.receiving = False
             if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
                 session.receive(msg)
             elif msg.type is WSMsgType.PING:

@@ -21,17 +21,18 @@ START = "2024-01-20T10:00:00Z"
 
 
 async def _close_code(ws: aiohttp.ClientWebSocketResponse) -> int | None:
-    """Read to the end; the code of the close frame the server sent.
+    """Read to the end; the code of the close frame the server sent, which must also be
+    the client's own `close_code` once it has answered it: the handshake completed.
 
-    Not `ws.close_code`: aiohttp's client answers the server's close frame, and when the
-    server has closed the TCP connection by then (aiohttp's server does, right after its
-    close frame, when the close comes from another task than the handler's reader) that
-    answer fails and the client sets its own close_code to 1006, although it received
-    1001. That race made this test fail about one run in ten.
+    aiohttp's server, asked to close from another task than the one reading, drops the
+    TCP connection right after its close frame; the client's answer then fails and it
+    sets close_code to 1006 though it received 1001 (this test failed about one run in
+    ten). The server's reading task now carries out the handshake (Connection._shut).
     """
     while True:
         msg = await ws.receive(timeout=20)
         if msg.type is aiohttp.WSMsgType.CLOSE:
+            assert ws.close_code == int(msg.data), (ws.close_code, msg.data, ws.exception())
             return int(msg.data)
         if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
             return ws.close_code  # no close frame came
