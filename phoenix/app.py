@@ -130,6 +130,10 @@ class AccessLogger(AbstractAccessLogger):
     """Access log without query strings: `?token=` must never reach a log line."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if request.method == "UNKNOWN":
+            # aiohttp's stand-in for a request it could not parse: phoenix.logs already
+            # says so, at most once a second; a flood of them must not flood this log.
+            return
         self.logger.info(
             '%s "%s %s" %s %s %.3fs',
             request.remote,

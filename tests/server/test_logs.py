@@ -147,3 +147,5 @@ async def test_a_malformed_request_is_one_line_and_a_flood_of_them_a_few() -> No
     counted = sum(int(m.group(1)) for m in map(re.compile(r"(\d+) more bad").search, lines) if m)
     shown = sum("bad HTTP request from" in line for line in lines)
     assert counted + shown == 201
+    # Nor does the access log write a line for each of them.
+    assert sum("aiohttp.access" in line and '" 400 ' in line for line in out.splitlines()) == 0
