@@ -3,12 +3,13 @@
 
 An `on_response_prepare` signal, not a middleware: it also sees the responses aiohttp
 makes itself (the router's 404 and 405, static files) just before their headers are
-sent. Only a request aiohttp cannot parse at all gets its 400 without them.
+sent. Only a request aiohttp cannot parse at all gets its 400 without them (but with
+`Server: phoenix`, see `setup`).
 """
 
 from __future__ import annotations
 
-from aiohttp import hdrs, web
+from aiohttp import hdrs, web, web_response
 
 from phoenix.views import CSP
 
@@ -26,3 +27,8 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
 
 def setup(app: web.Application) -> None:
     app.on_response_prepare.append(security_headers)
+    # The one response the hook never sees is the 400 aiohttp writes for a request it
+    # cannot parse; its Server header comes from this module constant (the default for
+    # every server response; the client's User-Agent has its own), so set it here too.
+    if hasattr(web_response, "SERVER_SOFTWARE"):
+        web_response.SERVER_SOFTWARE = SERVER
