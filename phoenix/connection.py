@@ -101,7 +101,6 @@ class Connection:
         "remote",
         "_queue",
         "_limit",
-        "_waiter",
         "_writer",
         "_close",
         "_close_timeout",
@@ -145,7 +144,6 @@ class Connection:
         # until; own marks a frame of the client's own asking (a reply, a replay).
         self._queue: deque[tuple[float, bytes, bool]] = deque()
         self._limit = limit
-        self._waiter: asyncio.Future[None] | None = None
         self._close: tuple[int, str] | None = None
         self._close_timeout = close_timeout
         self._on_evict = on_evict
@@ -174,7 +172,10 @@ class Connection:
         # are: not compressed (compression keeps per-connection state in the writer).
         self._direct = transport is not None and not ws.compress
         self._high_water = transport.get_write_buffer_limits()[1] if transport else 0
-        self._writer = asyncio.get_running_loop().create_task(self._drain())
+        # The writer task runs only while there is something to send: most connections
+        # take every frame on the direct path, and a task per idle connection is most of
+        # what one costs beyond aiohttp's own (bench/README.md, RSS per connection).
+        self._writer: asyncio.Task[None] | None = None
 
     @property
     def queued(self) -> int:
@@ -268,8 +269,9 @@ class Connection:
         # for the buffer to drain is left to wait (with nothing queued, it ends once the
         # buffer drains or the transport is cut): aiohttp's writers share one drain
         # waiter, and cancelling the writer there would cancel the close's wait with it.
-        if asyncio.current_task() is not self._writer and not self._sending:
-            self._writer.cancel()
+        writer = self._writer
+        if writer is not None and asyncio.current_task() is not writer and not self._sending:
+            writer.cancel()
         self._closer = asyncio.get_running_loop().create_task(self._shut())
 
     def _evict(self) -> None:
@@ -284,9 +286,10 @@ class Connection:
             self._on_evict(self)
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        """Something to send: start the writer, unless it runs already (it goes on until
+        nothing is left, then ends)."""
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
         ws, queue = self.ws, self._queue
@@ -316,11 +319,13 @@ class Connection:
                 elif self._close is not None:
                     break
                 else:
-                    self._waiter = loop.create_future()
-                    await self._waiter
-                    self._waiter = None
+                    self._writer = None  # nothing left: the next frame starts a writer
+                    return
         except (ConnectionError, RuntimeError):
-            return  # the peer went away; the handler's read loop ends too
+            # The peer went away; the handler's read loop ends too. Nothing more is
+            # sent (and no writer started again for it).
+            self.closing = True
+            return
         self._shut_now()  # everything up to fail()'s frame is out: now the close
 
     async def _shut(self) -> None:
@@ -385,7 +390,8 @@ class Connection:
         self.closing = True
         self._queue.clear()
         self._grace = 0
-        self._writer.cancel()
+        if self._writer is not None:
+            self._writer.cancel()
         if self._transport is not None:
             self._transport.abort()
 
@@ -419,9 +425,11 @@ class Connection:
             self._handshake.set_result(None)  # the reader is done, whatever it did
         if self._deadline is not None:
             self._deadline.cancel()
-        self._writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._writer
+        writer = self._writer
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
         await self.closed()
         transport = self._transport
         if transport is not None and transport.get_write_buffer_size():

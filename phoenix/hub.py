@@ -15,6 +15,8 @@ from typing import Protocol
 
 from simulator.events import CHANNELS
 
+_NO_FILTERS: dict[str, str] = {}
+
 
 class Subscriber(Protocol):
     def offer(self, frame: bytes) -> None:
@@ -76,8 +78,11 @@ class Hub:
     # --- subscriptions ---------------------------------------------------------
 
     def subscribe(self, sub: Subscriber, channels: Iterable[str], filters: dict[str, str]) -> None:
+        # Most subscribe with no filters: they share one empty dict (never mutated)
+        # rather than hold one per channel each.
+        kept = dict(filters) if filters else _NO_FILTERS
         for channel in channels:
-            self._subs[channel][sub] = dict(filters)
+            self._subs[channel][sub] = kept
 
     def unsubscribe(self, sub: Subscriber, channels: Iterable[str]) -> None:
         for channel in channels:
