@@ -4,6 +4,7 @@ events lost.
     .venv/bin/python bench/soak.py                 # 1,000 clients, 10 minutes
     .venv/bin/python bench/soak.py --quick         # 100 clients, 1 minute
     .venv/bin/python bench/soak.py --clients 500 --minutes 5 --speed 2
+    .venv/bin/python bench/soak.py --minutes 5 --clients 300 --abusive 20   # issue 8
 
 One run starts `phoenix serve` on a free loopback port (a temporary config; the `demo`
 scenario with its `duration` stretched to outlast the run, fixed seed and start), then
@@ -28,6 +29,28 @@ id is "lost by design" when it falls in the gap of a resume the server answered 
 the exit status is 1. Duplicates and out-of-order deliveries are counted and split by
 whether a duplicate / reorder fault was on when they arrived.
 
+Beside them run `--abusive` clients (20 by default, 6 with --quick; kinds in turn), each a
+loop bounded by a count and a deadline, on raw sockets where it matters: ping flooders (100
+pings, then 600 at once: RATE_LIMITED and 4029; then `connections_per_user` connections,
+lowered to 10, each sending 1,000 WebSocket pings and going silent without reading for 1.5
+heartbeats + 10 s: the server must have dropped every one, and the next cycle finds their
+slots free), malformed frames (invalid JSON, non-objects, unknown type, lone surrogates in
+an id and a channel, `since` "evt-²" and fullwidth digits, an over-long id, binary, deep
+nesting: INVALID_MESSAGE each; exactly 65,536 bytes: a pong; one byte over: 1009), bad
+tokens (garbage, expired, wrong key, alg none, hand-signed payloads with exp NaN /
+Infinity / 400 digits / 1e400...: UNAUTHORIZED and 4001), a user opening 3 connections
+past the limit (RATE_LIMITED `connections` and 4029), admin requests that must be refused
+(restart from /dev/zero, /etc/passwd, a FIFO, `../` paths; bodies nested 100,000 deep,
+not UTF-8; steps, speeds and faults out of bounds: a 4xx each; nothing that would restart,
+step or pause the simulation) and malformed HTTP (a request line over 8 KB with a token in
+its query, a header over 8 KB, duplicate Host, a foreign Host on /api/token...: a 4xx).
+Any other answer (a 5xx, INTERNAL_ERROR, an undocumented close code, a drop where a close
+was due, a silent client not reaped) is listed and makes the exit status 1, as does a
+Traceback / "Error handling request" / Exception line in the server's log, a token of an
+over-long request line found in it, the server's RSS growing (the mean of the last third of
+the samples above the middle third's by more than max(10 MiB, 10%)), or abusive
+connections left over at the end.
+
 Traffic goes to 127.0.0.1 only; every loop is bounded by a deadline; the server is
 stopped by its PID.
 """
@@ -36,6 +59,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import os
 import random
@@ -43,6 +69,7 @@ import re
 import secrets
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -107,7 +134,8 @@ class Server:
         (self.tmp / "soak-demo.yaml").write_text(stretched)
         (self.tmp / "config.yaml").write_text(
             "server: {access_log: false}\n"
-            f"limits: {{connections_per_user: {args.clients + 10}}}\n"
+            f"limits: {{connections_per_user: {PER_USER if args.abusive else args.clients + 10}}}\n"
+            f"websocket: {{heartbeat: {args.heartbeat:g}}}\n"
             f"history: {{max_events: {args.history_events}, max_age: {args.history_age}}}\n"
         )
         cmd = [
@@ -240,6 +268,7 @@ class Shared:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     faults: list[FaultRun] = field(default_factory=list)
     t0: float = 0.0
+    heartbeat: float = 30.0
 
     def fault_on(self, kinds: tuple[str, ...]) -> bool:
         now = time.monotonic()
@@ -414,6 +443,599 @@ class Client:
         return gap is not None and n > gap[0]
 
 
+# --- abusive clients -------------------------------------------------------------------
+
+# Close codes the server documents (README, "Close codes"); 1000 only answers our own close.
+DOCUMENTED_CLOSES = {1000, 1001, 1009, 1012, 1013, 4001, 4029}
+ABUSE_KINDS = ("flood", "malformed", "badtoken", "conns", "admin", "http")
+MAX_BYTES = 65536  # limits.max_message_bytes (the default; the soak's config keeps it)
+PER_USER = 10  # limits.connections_per_user while abusive clients run
+SOAK_CODES = {1011, 4000}  # codes this soak's own close_connections faults use
+CLOSING_FAULTS = ("close_connections", "token_expiry_storm", "server_restart")
+
+
+class Drop(Exception):
+    """The server ended the TCP connection (EOF or reset) without a close frame."""
+
+
+class RawWS:
+    """A minimal WebSocket client over a raw socket: frames exactly as written, and no
+    reading behind our back (so a client can really go silent)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, port: int, path: str) -> tuple[int, RawWS | None]:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            status = int(head.split(b" ", 2)[1])
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, IndexError):
+            status = 0
+        if status != 101:
+            writer.close()
+            return status, None
+        return status, cls(reader, writer)
+
+    def send(self, payload: bytes | str, opcode: int = 1) -> None:
+        data = payload.encode() if isinstance(payload, str) else payload
+        n = len(data)
+        head = bytes([0x80 | opcode])
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 65536:
+            head += bytes([0x80 | 126]) + struct.pack("!H", n)
+        else:
+            head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+        mask = os.urandom(4)
+        if n:
+            key = int.from_bytes((mask * (n // 4 + 1))[:n], "big")
+            data = (int.from_bytes(data, "big") ^ key).to_bytes(n, "big")
+        self.writer.write(head + mask + data)
+
+    async def frame(self, timeout: float) -> tuple[int, bytes]:
+        """The next frame (opcode, payload); Drop at EOF or reset, TimeoutError."""
+
+        async def read() -> tuple[int, bytes]:
+            h = await self.reader.readexactly(2)
+            n = h[1] & 0x7F
+            if n == 126:
+                n = struct.unpack("!H", await self.reader.readexactly(2))[0]
+            elif n == 127:
+                n = struct.unpack("!Q", await self.reader.readexactly(8))[0]
+            if h[1] & 0x80:
+                await self.reader.readexactly(4)  # a masked server frame: read past it
+            return h[0] & 0x0F, await self.reader.readexactly(n)
+
+        try:
+            return await asyncio.wait_for(read(), timeout)
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            raise Drop() from exc
+
+    async def reply(self, timeout: float = 10.0) -> dict[str, Any] | int:
+        """The next text frame as JSON, or the close code (answering pings on the way)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            op, data = await self.frame(max(0.01, deadline - time.monotonic()))
+            if op == 1:
+                return json.loads(data)
+            if op == 8:
+                code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else 1005
+                self.close_quietly()
+                return code
+            if op == 9:
+                self.send(data, 10)
+
+    async def close(self) -> None:
+        """Our close handshake (1000), bounded."""
+        try:
+            self.send(struct.pack("!H", 1000), 8)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                op, _ = await self.frame(deadline - time.monotonic())
+                if op == 8:
+                    break
+        except (Drop, TimeoutError, OSError):
+            pass
+        self.close_quietly()
+
+    def close_quietly(self) -> None:
+        try:
+            self.writer.close()
+        except OSError:
+            pass
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hand_token(secret: str, payload: str, header: str = '{"alg":"HS256","typ":"JWT"}') -> str:
+    """A JWT around a payload written by hand (NaN, 400-digit numbers...), HS256-signed."""
+    signing = f"{b64url(header.encode())}.{b64url(payload.encode())}"
+    sig = hmac.new(secret.encode(), signing.encode(), hashlib.sha256).digest()
+    return f"{signing}.{b64url(sig)}"
+
+
+class Abuse:
+    """What the abusive clients did and got: counts per action, and the unexpected."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.unexpected: dict[str, int] = {}
+        self.examples: list[str] = []
+        self.tokens_in_urls: list[str] = []  # must never show in the server's log
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+    def bad(self, key: str, detail: str) -> None:
+        self.unexpected[key] = self.unexpected.get(key, 0) + 1
+        if len(self.examples) < 20:
+            self.examples.append(f"{key}: {detail}"[:300])
+
+    def check(self, key: str, ok: bool, detail: Any) -> bool:
+        self.count(key)
+        if not ok:
+            self.bad(key, str(detail))
+        return ok
+
+
+def error_code(r: dict[str, Any] | int) -> str | None:
+    return (r.get("error") or {}).get("code") if isinstance(r, dict) else None
+
+
+class Abuser:
+    def __init__(self, i: int, kind: str, sh: Shared, abuse: Abuse, until: float) -> None:
+        self.i, self.kind, self.sh, self.ab, self.until = i, kind, sh, abuse, until
+        self.port = sh.server.port
+        self.heartbeat = sh.heartbeat
+
+    def live(self) -> bool:
+        return not self.sh.stop.is_set() and time.monotonic() < self.until
+
+    async def run(self) -> None:
+        await asyncio.sleep(random.random() * 3)  # not all at once
+        step = getattr(self, self.kind)
+        for cycle in range(10_000):
+            if not self.live():
+                return
+            started = time.monotonic()
+            try:
+                await step(cycle)
+            except (OSError, TimeoutError, Drop, asyncio.IncompleteReadError) as exc:
+                if not self.faulted(f"{type(exc).__name__}", started):
+                    self.ab.bad(f"{self.kind}: cycle failed", f"{type(exc).__name__} {exc}")
+            await asyncio.sleep(0.2 + 0.3 * random.random())
+
+    def faulted(self, what: Any, since: float | None = None) -> bool:
+        """Whether one of the soak's closing faults is on (plus GRACE), or was at any time
+        after `since`: then a close or a drop is the fault's doing, counted but not held
+        against the server."""
+        now = time.monotonic()
+        since = now if since is None else since
+        if any(
+            f.body["type"] in CLOSING_FAULTS and f.at <= now and f.at + f.wall + GRACE >= since
+            for f in self.sh.faults
+        ):
+            self.ab.count(f"{self.kind}: closed by a soak fault ({what})")
+            return True
+        return False
+
+    def opened(self, key: str, status: int) -> bool:
+        """Whether the upgrade went through; a 503 (the server_restart fault) is fine."""
+        if status == 503:
+            self.ab.count(f"{self.kind}: refused 503 (server_restart fault)")
+        elif status != 101:
+            self.ab.bad(key, f"HTTP {status}")
+        return status == 101
+
+    async def ws(self, sub: str) -> tuple[int, RawWS | None]:
+        token = self.sh.server.token(sub, 3600)
+        return await RawWS.connect(self.port, f"/ws?token={token}")
+
+    async def expect_close(self, ws: RawWS, key: str, codes: set[int], timeout: float) -> None:
+        """Read (and count the RATE_LIMITED / errors) until a close with one of `codes`."""
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                r = await ws.reply(max(0.01, deadline - time.monotonic()))
+                if isinstance(r, int):
+                    if r in codes or not self.faulted(r):
+                        self.ab.check(f"{key} -> close {r}", r in codes, f"close {r}")
+                    return
+                code = error_code(r)
+                if code:
+                    self.ab.count(f"{key}: {code}")
+                    if code == "INTERNAL_ERROR":
+                        self.ab.bad(key, json.dumps(r))
+        except Drop:
+            if not self.faulted("drop"):
+                self.ab.bad(key, "connection dropped without a close frame")
+        except TimeoutError:
+            self.ab.bad(key, f"no close within {timeout:g} s")
+        ws.close_quietly()
+
+    # Ping flooders: app pings at the limit, then past it (4029); WebSocket pings by the
+    # thousand, then silence without reading on PER_USER connections, which the heartbeat
+    # must reap (and the next cycle finds their slots free).
+    async def flood(self, cycle: int) -> None:
+        sub = f"abuse-flood-{self.i}"
+        status, ws = await self.ws(sub)
+        if not self.opened("flood: connect", status):
+            return
+        assert ws is not None
+        for k in range(100):  # one second's worth: the bucket's burst
+            ws.send(f'{{"type":"ping","id":"p{k}"}}')
+        pongs = limited = 0
+        for _ in range(100):
+            r = await ws.reply()
+            if isinstance(r, int):
+                if not self.faulted(r):
+                    self.ab.bad("flood: pings at the limit", f"closed {r}")
+                return
+            pongs += r.get("type") == "pong"
+            limited += error_code(r) == "RATE_LIMITED"
+        self.ab.count("flood: pings answered", pongs)
+        self.ab.count("flood: pings at the limit RATE_LIMITED", limited)
+        for k in range(600):  # past the limit: RATE_LIMITED, then 4029
+            ws.send(f'{{"type":"ping","id":"q{k}"}}')
+        await self.expect_close(ws, "flood: past the limit", {4029}, 20)
+        # Silent ones.
+        silent: list[RawWS] = []
+        for k in range(PER_USER):
+            status, ws = await self.ws(sub)
+            if not self.opened("flood: silent connect", status):
+                continue
+            assert ws is not None
+            try:  # a refusal (no free slot) comes at once
+                r = await ws.reply(0.3)
+                self.ab.bad("flood: slot not freed", json.dumps(r) if isinstance(r, dict) else r)
+                ws.close_quietly()
+                continue
+            except TimeoutError:
+                pass
+            if k % 2:
+                ws.send(json.dumps({"type": "subscribe", "id": "s", "channels": list(CHANNELS)}))
+            for _ in range(1000):
+                ws.send(b"flood", 9)  # WebSocket pings; we never read the pongs
+            silent.append(ws)
+        self.ab.count("flood: went silent", len(silent))
+        quiet = 1.5 * self.heartbeat + 10
+        t = time.monotonic()
+        while time.monotonic() < t + quiet and not self.sh.stop.is_set():
+            await asyncio.sleep(1)
+        if time.monotonic() < t + quiet:
+            for ws in silent:
+                ws.close_quietly()
+            return
+        for ws in silent:  # by now the server must have dropped each one
+            how = await self.drain(ws, 20)
+            self.ab.check(f"flood: silent -> {how}", how != "still open", "not reaped")
+            ws.close_quietly()
+
+    async def drain(self, ws: RawWS, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                op, data = await ws.frame(max(0.01, deadline - time.monotonic()))
+                if op == 8:
+                    code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else 1005
+                    if code not in DOCUMENTED_CLOSES | SOAK_CODES:
+                        self.ab.bad("flood: silent", f"close {code}")
+                    return f"close {code}"
+        except Drop:
+            return "dropped (reaped)"
+        except TimeoutError:
+            return "still open"
+
+    # Malformed frames: each gets one INVALID_MESSAGE (or the pong), then 1009 for a frame
+    # one byte over the limit.
+    async def malformed(self, cycle: int) -> None:
+        status, ws = await self.ws(f"abuse-bad-{self.i}")
+        if not self.opened("malformed: connect", status):
+            return
+        assert ws is not None
+        exact = '{"type":"ping","id":"exact"}'
+        exact += " " * (MAX_BYTES - len(exact))
+        deep = "[" * 20_000 + "]" * 20_000
+        frames: list[tuple[str, bytes | str, int, str]] = [
+            ("invalid JSON", "{not json", 1, "INVALID_MESSAGE"),
+            ("non-object", "[1, 2, 3]", 1, "INVALID_MESSAGE"),
+            ("non-object", '"ping"', 1, "INVALID_MESSAGE"),
+            ("non-object", "null", 1, "INVALID_MESSAGE"),
+            ("unknown type", '{"type":"nope","id":"u"}', 1, "INVALID_MESSAGE"),
+            ("surrogate id", '{"type":"ping","id":"\\ud800"}', 1, "INVALID_MESSAGE"),
+            (
+                "surrogate channel",
+                '{"type":"subscribe","id":"c","channels":["\\udfff"]}',
+                1,
+                "INVALID_MESSAGE",
+            ),
+            (
+                "since evt-²",
+                '{"type":"subscribe","id":"s","channels":["alerts"],'
+                '"since":{"alerts":"evt-\u00b2"}}',
+                1,
+                "INVALID_MESSAGE",
+            ),
+            (
+                "since fullwidth",
+                '{"type":"subscribe","id":"f","channels":["alerts"],'
+                '"since":{"alerts":"evt-\uff11\uff12"}}',
+                1,
+                "INVALID_MESSAGE",
+            ),
+            ("id too long", json.dumps({"type": "ping", "id": "x" * 200}), 1, "INVALID_MESSAGE"),
+            ("binary frame", b"\x00\xff\xfe", 2, "INVALID_MESSAGE"),
+            ("deep nesting", deep, 1, "INVALID_MESSAGE"),
+            ("exactly max bytes", exact, 1, "pong"),
+        ]
+        for name, payload, opcode, want in frames:
+            ws.send(payload, opcode)
+            r = await ws.reply()
+            if isinstance(r, int):
+                if not self.faulted(r):
+                    self.ab.bad(f"malformed: {name}", f"closed {r}")
+                return
+            got = "pong" if r.get("type") == "pong" else error_code(r)
+            detail = json.dumps(r)[:200]
+            self.ab.check(f"malformed: {name} -> {want}", got == want, detail)
+            if name.startswith("surrogate") and "id" in r and r["id"] != "c":
+                self.ab.bad(f"malformed: {name}", f"echoed id {detail}")
+        ws.send(exact + " ")  # one byte over
+        await self.expect_close(ws, "malformed: max bytes + 1", {1009}, 10)
+
+    # Bad tokens: each completes the upgrade, gets UNAUTHORIZED and close 4001.
+    async def badtoken(self, cycle: int) -> None:
+        secret = self.sh.server.secret
+        now = int(time.time())
+        sub = f"abuse-tok-{self.i}"
+        big = "9" * 400
+        tokens = {
+            "garbage": "garbage",
+            "three dots": "a.b.c",
+            "empty": "",
+            "expired": self.sh.server.token(sub, -60),
+            "wrong secret": jwt.encode({"sub": sub, "exp": now + 60}, "x" * 32, "HS256"),
+            "alg none": hand_token("", f'{{"sub":"{sub}","exp":{now + 60}}}', '{"alg":"none"}'),
+            "exp NaN": hand_token(secret, f'{{"sub":"{sub}","exp":NaN}}'),
+            "exp Infinity": hand_token(secret, f'{{"sub":"{sub}","exp":Infinity}}'),
+            "exp -Infinity": hand_token(secret, f'{{"sub":"{sub}","exp":-Infinity}}'),
+            "exp 400 digits": hand_token(secret, f'{{"sub":"{sub}","exp":{big}}}'),
+            "exp 1e400": hand_token(secret, f'{{"sub":"{sub}","exp":1e400}}'),
+            "iat 400 digits": hand_token(secret, f'{{"sub":"{sub}","exp":{now + 60},"iat":{big}}}'),
+            "exp string": hand_token(secret, f'{{"sub":"{sub}","exp":"{now + 60}"}}'),
+            "no sub": hand_token(secret, f'{{"exp":{now + 60}}}'),
+            "sub 300 chars": hand_token(secret, f'{{"sub":"{"s" * 300}","exp":{now + 60}}}'),
+            "payload not JSON": hand_token(secret, "{sub"),
+        }
+        for name, token in tokens.items():
+            if not self.live():
+                return
+            status, ws = await RawWS.connect(self.port, f"/ws?token={token}")
+            if ws is None:
+                self.opened(f"badtoken: {name}", status)
+                continue
+            r = await ws.reply()
+            ok = error_code(r) == "UNAUTHORIZED"
+            if self.ab.check(f"badtoken: {name} -> UNAUTHORIZED", ok, r):
+                reason = ((r.get("error") or {}).get("details") or {}).get("reason")
+                self.ab.count(f"badtoken: reason {reason}")
+                await self.expect_close(ws, "badtoken", {4001}, 10)
+            else:
+                ws.close_quietly()
+            await asyncio.sleep(0.05 + 0.1 * random.random())
+
+    # One user, more connections than allowed: the extra ones get RATE_LIMITED and 4029.
+    async def conns(self, cycle: int) -> None:
+        sub = f"abuse-conns-{self.i}"
+        held: list[RawWS] = []
+        try:
+            for _ in range(PER_USER):
+                status, ws = await self.ws(sub)
+                if not self.opened("conns: within the limit", status):
+                    continue
+                assert ws is not None
+                held.append(ws)
+                ws.send('{"type":"ping","id":"in"}')
+                r = await ws.reply()
+                if isinstance(r, int) and self.faulted(r):
+                    continue
+                self.ab.check(
+                    "conns: within the limit -> pong",
+                    isinstance(r, dict) and r.get("type") == "pong",
+                    r,
+                )
+            for _ in range(3):
+                status, ws = await self.ws(sub)
+                if ws is None:
+                    self.opened("conns: over the limit", status)
+                    continue
+                r = await ws.reply()
+                details = (r.get("error") or {}).get("details") if isinstance(r, dict) else None
+                ok = (
+                    error_code(r) == "RATE_LIMITED"
+                    and (details or {}).get("limit") == "connections"
+                )
+                if self.ab.check("conns: over the limit -> RATE_LIMITED", ok, r):
+                    await self.expect_close(ws, "conns: over the limit", {4029}, 10)
+                else:
+                    ws.close_quietly()
+        finally:
+            for ws in held:
+                await ws.close()
+        await asyncio.sleep(0.5)
+
+    # Admin abuse over HTTP: every request must be refused with a 4xx.
+    async def admin(self, cycle: int) -> None:
+        sv = self.sh.server
+        admin = {"Authorization": f"Bearer {sv.token('abuse-admin', 3600, 'admin')}"}
+        viewer = {"Authorization": f"Bearer {sv.token('abuse-viewer', 3600)}"}
+        fifo = sv.tmp / "fifo.yaml"
+        if not fifo.exists():
+            os.mkfifo(fifo)
+        big = "9" * 400
+
+        def restart(path: str) -> bytes:
+            return json.dumps({"action": "restart", "scenario": path}).encode()
+
+        reqs: list[tuple[str, str, bytes, dict[str, str], set[int]]] = [
+            ("restart /dev/zero", "/api/sim", restart("/dev/zero"), admin, {400}),
+            ("restart /etc/passwd", "/api/sim", restart("/etc/passwd"), admin, {400}),
+            ("restart FIFO", "/api/sim", restart(str(fifo)), admin, {400}),
+            ("restart ../", "/api/sim", restart("../../../../etc/passwd"), admin, {400}),
+            ("restart ../yaml", "/api/sim", restart("../../../../dev/zero.yaml"), admin, {400}),
+            ("restart /proc", "/api/sim", restart("/proc/self/environ"), admin, {400}),
+            ("restart long name", "/api/sim", restart("a" * 5000), admin, {400}),
+            ("step 1e9", "/api/sim", b'{"action":"step","seconds":1000000000}', admin, {400}),
+            ("step NaN", "/api/sim", b'{"action":"step","seconds":NaN}', admin, {400}),
+            (
+                "step 400 digits",
+                "/api/sim",
+                f'{{"action":"step","seconds":{big}}}'.encode(),
+                admin,
+                {400},
+            ),
+            ("speed 0", "/api/sim", b'{"action":"speed","speed":0}', admin, {400}),
+            ("speed Infinity", "/api/sim", b'{"action":"speed","speed":Infinity}', admin, {400}),
+            ("unknown action", "/api/sim", b'{"action":"explode"}', admin, {400}),
+            ("nested 100k", "/api/sim", b"[" * 100_000 + b"]" * 100_000, admin, {400}),
+            ("nested objects", "/api/sim", b'{"a":' * 50_000 + b"1" + b"}" * 50_000, admin, {400}),
+            ("non-UTF-8", "/api/sim", b'{"action":"\xff\xfe"}', admin, {400}),
+            ("not an object", "/api/sim", b'"pause"', admin, {400}),
+            ("viewer pause", "/api/sim", b'{"action":"pause"}', viewer, {403}),
+            ("no token pause", "/api/sim", b'{"action":"pause"}', {}, {401}),
+            (
+                "fault burst 1e12",
+                "/api/sim/faults",
+                b'{"type":"burst","params":{"count":1000000000000}}',
+                admin,
+                {400},
+            ),
+            (
+                "fault reorder window",
+                "/api/sim/faults",
+                b'{"type":"reorder","params":{"window":100001},"duration":"10s"}',
+                admin,
+                {400},
+            ),
+            (
+                "fault latency 99999h",
+                "/api/sim/faults",
+                b'{"type":"latency","duration":"99999h"}',
+                admin,
+                {400},
+            ),
+            (
+                "fault pause 400 digits",
+                "/api/sim/faults",
+                f'{{"type":"pause_delivery","duration":"{big}s"}}'.encode(),
+                admin,
+                {400},
+            ),
+            (
+                "fault delay 1e400",
+                "/api/sim/faults",
+                b'{"type":"latency","params":{"delay_ms":1e400},"duration":"5s"}',
+                admin,
+                {400},
+            ),
+            ("fault unknown type", "/api/sim/faults", b'{"type":"meteor"}', admin, {400}),
+            ("fault as viewer", "/api/sim/faults", b'{"type":"burst"}', viewer, {403}),
+        ]
+        for name, path, body, headers, want in reqs:
+            if not self.live():
+                return
+            hdrs = {"Content-Type": "application/json", **headers}
+            try:
+                async with self.sh.session.post(sv.base + path, data=body, headers=hdrs) as r:
+                    status = r.status
+                    text = await r.text(errors="replace")
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                self.ab.bad(f"admin: {name}", f"{type(exc).__name__} {exc}")
+                continue
+            ok = 400 <= status < 500 and "INTERNAL" not in text
+            note = "" if status in want or status == 401 else f" (documented: {min(want)})"
+            self.ab.check(f"admin: {name} -> {status}{note}", ok, f"{status} {text[:150]}")
+            await asyncio.sleep(0.05 + 0.1 * random.random())
+
+    # Malformed HTTP over raw sockets: a 4xx (or a closed connection), never a 5xx or a
+    # token in the log.
+    async def http(self, cycle: int) -> None:
+        token = self.sh.server.token(f"abuse-http-{self.i}-{cycle}", 3600)
+        self.ab.tokens_in_urls.append(token)
+        long_line = f"GET /ws?token={token}&pad={'A' * 9000} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        reqs = [
+            ("request line > 8 KB with token", long_line),
+            (
+                "header > 8 KB",
+                f"GET /health?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"X-Pad: {'B' * 9000}\r\n\r\n",
+            ),
+            (
+                "duplicate Host /health",
+                "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n",
+            ),
+            (
+                "duplicate Host /api/token",
+                "POST /api/token HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n"
+                "Content-Length: 0\r\n\r\n",
+            ),
+            (
+                "foreign Host /api/token",
+                "POST /api/token HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 0\r\n\r\n",
+            ),
+            ("garbage request line", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"),
+            (
+                "bad Content-Length",
+                "POST /api/sim HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -1\r\n\r\n",
+            ),
+        ]
+        for name, raw in reqs:
+            if not self.live():
+                return
+            status = await self.raw_http(raw.encode("latin-1"))
+            if status == 0:
+                self.ab.count(f"http: {name} -> closed without a response")
+            else:
+                ok = 400 <= status < 500 or (status == 200 and name.endswith("/health"))
+                self.ab.check(f"http: {name} -> {status}", ok, f"HTTP {status}")
+            await asyncio.sleep(0.05 + 0.1 * random.random())
+
+    async def raw_http(self, raw: bytes) -> int:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.port), 10)
+        try:
+            writer.write(raw)
+            line = await asyncio.wait_for(reader.readline(), 10)
+            parts = line.split(b" ", 2)
+            return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else 0
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return 0
+        finally:
+            writer.close()
+
+
+def scan_log(path: Path, tokens: list[str]) -> tuple[int, list[str], int, int]:
+    """Lines that look like a traceback or an unhandled error (how many, the first few),
+    tokens leaked, ERROR / CRITICAL lines."""
+    bad = []
+    text = path.read_text(errors="replace")
+    for line in text.splitlines():
+        if "Traceback" in line or "Error handling request" in line or "Exception" in line:
+            bad.append(line)
+    leaked = sum(1 for t in tokens if t.split(".")[-1] in text)
+    errors = sum(1 for line in text.splitlines() if " ERROR " in line or " CRITICAL " in line)
+    return len(bad), bad[:5], leaked, errors
+
+
 # --- monitoring ------------------------------------------------------------------------
 
 
@@ -566,10 +1188,12 @@ async def soak(args: argparse.Namespace) -> int:
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
     hard_deadline = time.monotonic() + run_s + 240
     code = 2
+    abuse = Abuse()
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         try:
             await server.wait_ready(session)
             sh = Shared(server, session, 0, hard_deadline, ttl=run_s + 3600)
+            sh.heartbeat = args.heartbeat
             # Wait for the first events, then fix the window: every client subscribes
             # with since = this id, so it must get everything after it.
             for _ in range(100):
@@ -600,8 +1224,20 @@ async def soak(args: argparse.Namespace) -> int:
             )
             plan = schedule(run_s - lead - tail, args.speed)
             fault_task = asyncio.create_task(inject(sh, plan, t0 + lead))
+            abusers = []
+            for i in range(args.abusive):  # beside the normal clients, from the start
+                kind = ABUSE_KINDS[i % len(ABUSE_KINDS)]
+                # A flood cycle ends its silence 1.5 heartbeats + 30 s after it starts.
+                end = run_s - (1.5 * args.heartbeat + 40 if kind == "flood" else 5)
+                abuser = Abuser(i, kind, sh, abuse, t0 + max(5.0, end))
+                abusers.append(asyncio.create_task(abuser.run()))
             await monitor.run(t0 + run_s)
             await fault_task
+            if abusers:
+                _, pending = await asyncio.wait(abusers, timeout=120)
+                for task in pending:
+                    abuse.bad("abusive client", "still running 120 s after the run")
+                    task.cancel()
             code = await finish(args, sh, everyone, oracle, monitor, plan, t0)
             sh.stop.set()
             for task in (*tasks, loop_task):
@@ -610,6 +1246,28 @@ async def soak(args: argparse.Namespace) -> int:
         finally:
             rc = server.stop()
             print(f"server stopped (exit {rc}); log: {server.log_path}")
+    n_bad, bad_lines, leaked, errors = scan_log(server.log_path, abuse.tokens_in_urls)
+    print(
+        f"server log: {n_bad} Traceback / 'Error handling request' / Exception lines; "
+        f"{errors} ERROR / CRITICAL lines"
+    )
+    for line in bad_lines:
+        print("  " + line[:200])
+    if abuse.tokens_in_urls:
+        print(f"tokens from over-long request lines found in the log: {leaked}")
+    if args.abusive:
+        print(f"abusive clients: {args.abusive} ({', '.join(ABUSE_KINDS)} in turn)")
+        for key, n in sorted(abuse.counts.items()):
+            print(f"  {n:7d}  {key}")
+        total = sum(abuse.unexpected.values())
+        print(f"abusive clients' UNEXPECTED answers: {total}")
+        for key, n in sorted(abuse.unexpected.items()):
+            print(f"  {n:7d}  {key}")
+        for line in abuse.examples:
+            print("    e.g. " + line)
+    if n_bad or leaked or abuse.unexpected or rc not in (0, -signal.SIGTERM):
+        code = 1
+    print("OVERALL: " + ("PASS" if code == 0 else "FAIL"))
     return code
 
 
@@ -639,6 +1297,11 @@ async def finish(
             break
         await asyncio.sleep(0.1)
     await asyncio.sleep(1.0)  # anything still in flight
+    for _ in range(20):  # abusive clients are done: only ours may be left
+        conns = (await scrape(sh)).get("phoenix_connections", -1)
+        if conns <= len(everyone):
+            break
+        await asyncio.sleep(0.5)
     await monitor.sample()
     _, metrics_state = await api(sh, "GET", "/api/sim")
     m = await scrape(sh)
@@ -713,6 +1376,20 @@ async def finish(
         f"slow-consumer closes {m.get('phoenix_slow_consumer_closes_total', 0):.0f}; "
         f"auth failures {m.get('phoenix_auth_failures_total', 0):.0f}; final lag {lag} s"
     )
+    closed = {
+        k.split('"')[1]: int(v)
+        for k, v in m.items()
+        if k.startswith("phoenix_connections_closed_total{")
+    }
+    print(f"server: connections closed by reason {closed}")
+    leftover = conns > len(everyone)
+    print(
+        f"server: connections at the end {conns:.0f} (clients + oracle {len(everyone)})"
+        + (": ABUSIVE ONES LEFT OVER" if leftover else "")
+    )
+    minute1 = [s.rss / 1024 for s in samples if s.t >= 60]
+    if minute1:
+        print(f"RSS MiB at 1 min {minute1[0]:.1f}, at the end {rss[-1]:.1f}")
     print(
         f"RSS MiB: start {rss[0]:.1f}, peak {max(rss):.1f}, end {rss[-1]:.1f}; "
         f"middle third mean {mid_mean:.1f}, last third {last_mean:.1f} "
@@ -739,7 +1416,7 @@ async def finish(
     print(f"LOST OTHERWISE: {otherwise} (clients affected: {clients_losing})")
     for line in examples:
         print("  " + line)
-    ok = otherwise == 0 and caught_up_at is not None
+    ok = otherwise == 0 and caught_up_at is not None and not growing and not leftover
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 
@@ -756,11 +1433,29 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="simulated heartbeats per second for the whole fleet (phoenix --rate agents=)",
     )
+    p.add_argument(
+        "--abusive",
+        type=int,
+        default=None,
+        help="abusive clients beside the normal ones (default 20; 6 with --quick)",
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=float,
+        default=None,
+        help="the server's websocket.heartbeat in s (default 30; 10 with --quick)",
+    )
     p.add_argument("--history-events", type=int, default=10000)
     p.add_argument("--history-age", type=float, default=300)
     args = p.parse_args(argv)
     if args.quick:
         args.minutes, args.clients = 1.0, 100
+    if args.abusive is None:
+        args.abusive = 6 if args.quick else 20
+    if args.heartbeat is None:
+        args.heartbeat = 10.0 if args.quick else 30.0
+    if not 0 <= args.abusive <= 200 or not 1 <= args.heartbeat <= 120:
+        p.error("--abusive must be in [0, 200] and --heartbeat in [1, 120]")
     if args.speed is None:
         args.speed = 4.0
     if not 0 < args.minutes <= 120 or not 1 <= args.clients <= 5000:
