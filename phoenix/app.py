@@ -22,6 +22,7 @@ from aiohttp.abc import AbstractAccessLogger
 from phoenix import api, faults, headers, logs, views
 from phoenix.config import Config
 from phoenix.feed import Feed, Source, SourceInfo
+from phoenix.heartbeat import heartbeat
 from phoenix.hub import Hub
 from phoenix.keys import CONFIG, CONNECTIONS, FAULTS, FEED, HUB, METRICS, STARTED
 from phoenix.metrics import Metrics, counter, gauge
@@ -71,6 +72,7 @@ def create_app(
     api.setup_routes(app)
     app.cleanup_ctx.append(logs.loop_errors)  # loop errors throttled, counted
     app.cleanup_ctx.append(_run_feed)
+    app.cleanup_ctx.append(heartbeat)
     app.on_shutdown.append(_close_sockets)
     headers.setup(app)  # security headers on every response
     return app

@@ -118,6 +118,9 @@ class Connection:
         "_own_limit",
         "_deadline",
         "_pong",
+        "_ping",
+        "heard",
+        "pinged",
         "_sending",
         "reason",
         "reader",
@@ -161,6 +164,11 @@ class Connection:
         self._own_limit = own_limit or limit
         self._deadline: asyncio.TimerHandle | None = None
         self._pong: bytes | None = None  # the payload of the latest unanswered ping
+        self._ping = False  # the heartbeat asks the writer to send a ping
+        # Loop time the client was last heard from, and of our ping it has not answered
+        # yet (0.0: none): phoenix.heartbeat reads them.
+        self.heard = asyncio.get_running_loop().time()
+        self.pinged = 0.0
         self._sending = False  # the writer is in aiohttp's send (maybe waiting on drain)
         self.reason: str | None = None  # why the connection ends (metrics.CLOSE_REASONS)
         # The handler's task, and whether it is waiting in ws.receive() now: a close we
@@ -232,6 +240,24 @@ class Connection:
         self._pong = payload
         self._wake()
 
+    def heard_from(self, now: float) -> None:
+        """Any frame from the client (a pong, or anything else) shows it is there."""
+        self.heard = now
+        self.pinged = 0.0
+
+    def check_heartbeat(self, now: float, interval: float) -> None:
+        """Ping a client silent for `interval`; drop one that has not answered a ping
+        within half of it (phoenix.heartbeat calls this every half interval)."""
+        if self.closing:
+            return
+        if self.pinged:
+            if now - self.pinged >= interval / 2:
+                self.heartbeat_timeout(interval)
+        elif now - self.heard >= interval:
+            self.pinged = now
+            self._ping = True
+            self._wake()
+
     def end(self, reason: str) -> None:
         """Record why the connection ends, unless a reason is recorded already."""
         if self.reason is None:
@@ -264,6 +290,7 @@ class Connection:
         self._queue.clear()
         self._grace = 0
         self._pong = None
+        self._ping = False
         # The writer may be stuck on a full socket buffer: close from a task of our own,
         # so the close happens now, not when the client reads again. A writer waiting
         # for the buffer to drain is left to wait (with nothing queued, it ends once the
@@ -300,6 +327,11 @@ class Connection:
                     self._pong = None
                     self._sending = True
                     await ws.pong(payload)
+                    self._sending = False
+                elif self._ping:
+                    self._ping = False
+                    self._sending = True
+                    await ws.ping()
                     self._sending = False
                 elif queue:
                     due = queue[0][0]

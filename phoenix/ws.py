@@ -28,6 +28,8 @@ log = logging.getLogger("phoenix.ws")
 class Session:
     """What one connection knows about its client: claims, limits, subscriptions."""
 
+    __slots__ = ("app", "conn", "limits", "bucket", "flood")
+
     def __init__(self, app: web.Application, conn: Connection) -> None:
         self.app = app
         self.conn = conn
@@ -168,7 +170,8 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         compress=cfg.websocket.compression,
         # aiohttp refuses a message of exactly max_msg_size; ours is "over the limit".
         max_msg_size=cfg.limits.max_message_bytes + 1,
-        heartbeat=cfg.websocket.heartbeat or None,
+        # No heartbeat of aiohttp's: phoenix.heartbeat pings every connection from one
+        # task (aiohttp's keeps a timer per connection).
         timeout=cfg.websocket.close_timeout,
         # Pings are answered by the connection's writer (Connection.pong): aiohttp's own
         # pong blocks this read loop while a client that reads nothing fills the socket.
@@ -227,6 +230,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     ended: Any = None  # the message that ended the read loop
     task = conn.reader = asyncio.current_task()
     assert task is not None
+    loop = asyncio.get_running_loop()
     try:
         while True:
             conn.receiving = True
@@ -241,6 +245,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
                     break
                 raise
             conn.receiving = False
+            conn.heard_from(loop.time())
             if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
                 session.receive(msg)
             elif msg.type is WSMsgType.PING:
@@ -251,7 +256,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     finally:
         # Before any await: the handler may be cancelled once the transport is lost.
         expiry.cancel()
-        _ended(conn, ws, ended, cfg.websocket.heartbeat)
+        _ended(conn, ended)
         app[HUB].drop(conn)
         registry.remove(conn)
         metrics.connection_closed(conn.reason or "error")
@@ -260,18 +265,14 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-def _ended(conn: Connection, ws: web.WebSocketResponse, msg: Any, heartbeat: float) -> None:
+def _ended(conn: Connection, msg: Any) -> None:
     """Why the connection ended, when the server did not start the close itself (a
-    reason recorded first wins). `msg` is what ended the read loop, None when it was
-    cancelled (the transport was lost)."""
+    reason recorded first wins, such as phoenix.heartbeat's). `msg` is what ended the
+    read loop, None when it was cancelled (the transport was lost)."""
     if conn.reason is not None:
         return
     if msg is not None and msg.type is WSMsgType.CLOSE:
         conn.end("normal")  # the client's close frame
-    elif isinstance(ws.exception(), TimeoutError):
-        # aiohttp's heartbeat: no pong in time (the only TimeoutError of a close the
-        # server did not start).
-        conn.heartbeat_timeout(heartbeat)
     else:
         conn.end("error")  # no close handshake, or a transport or protocol error
 
