@@ -21,6 +21,7 @@ and `GET /bench/state` (open connections, slow-consumer evictions). The process 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import struct
 import sys
@@ -153,4 +154,10 @@ async def main(kind: str, port: int) -> None:
 
 
 if __name__ == "__main__":
+    # BENCH_LOOP=uvloop runs either server on uvloop instead of asyncio's own loop (the
+    # trial of issue 9; `pip install uvloop` first).
+    if os.environ.get("BENCH_LOOP") == "uvloop":
+        import uvloop
+
+        uvloop.install()
     asyncio.run(main(sys.argv[1], int(sys.argv[2])))
