@@ -103,7 +103,8 @@ class Hub:
     def publish(self, event: Published) -> int:
         """Hand the event to every matching subscriber; returns how many got it."""
         # Not `= event.seq`: a reorder fault publishes ids out of order on purpose.
-        self.last_seq = max(self.last_seq, event.seq)
+        if event.seq > self.last_seq:
+            self.last_seq = event.seq
         event.at = self._clock()
         self._remember(event)
         self.stats[event.channel].published += 1
@@ -148,16 +149,20 @@ class Hub:
         if self._history_size <= 0:
             return
         hist = self._history[event.channel]
-        hist.events.append(event)
-        while len(hist.events) > self._history_size:
+        events = hist.events
+        events.append(event)
+        if len(events) > self._history_size:  # one in, at most one out
             # max: under a reorder fault, seqs arrive out of order.
-            hist.evicted_upto = max(hist.evicted_upto, hist.events.popleft().seq)
-        self._expire(hist)
+            seq = events.popleft().seq
+            if seq > hist.evicted_upto:
+                hist.evicted_upto = seq
+        if self._history_age > 0 and events[0].at < event.at - self._history_age:
+            self._expire(hist, event.at)
 
-    def _expire(self, hist: _History) -> None:
+    def _expire(self, hist: _History, now: float | None = None) -> None:
         if self._history_age <= 0:
             return
-        oldest_allowed = self._clock() - self._history_age
+        oldest_allowed = (self._clock() if now is None else now) - self._history_age
         while hist.events and hist.events[0].at < oldest_allowed:
             hist.evicted_upto = max(hist.evicted_upto, hist.events.popleft().seq)
 
