@@ -106,7 +106,6 @@ class Connection:
         "_close_timeout",
         "_on_evict",
         "bytes_out",
-        "frames_out",
         "closing",
         "_closer",
         "_transport",
@@ -151,7 +150,6 @@ class Connection:
         self._close_timeout = close_timeout
         self._on_evict = on_evict
         self.bytes_out = 0
-        self.frames_out = 0
         self.closing = False
         self._closer: asyncio.Task[None] | None = None
         self._transport = transport
@@ -208,7 +206,6 @@ class Connection:
             ):
                 transport.write(text_frame(frame))
                 self.bytes_out += len(frame)
-                self.frames_out += 1
                 return
         if len(self._queue) - self._grace >= self._limit:
             self._evict()
@@ -347,7 +344,6 @@ class Connection:
                     await ws.send_frame(frame, WSMsgType.TEXT)
                     self._sending = False
                     self.bytes_out += len(frame)
-                    self.frames_out += 1
                 elif self._close is not None:
                     break
                 else:
