@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import jwt
 
+from phoenix.protocol import is_text
 from simulator.events import CHANNELS
 
 ROLES = ("viewer", "admin")
@@ -95,7 +96,7 @@ def verify(token: str | None, secret: str, algorithms: list[str], now: float) ->
 
 def _claims(payload: dict[str, object], now: float) -> Claims:
     sub, exp = payload.get("sub"), payload.get("exp")
-    if not isinstance(sub, str) or not sub or len(sub) > MAX_SUB_LENGTH or not _text(sub):
+    if not isinstance(sub, str) or not sub or len(sub) > MAX_SUB_LENGTH or not is_text(sub):
         raise AuthError(
             "invalid_claims",
             f"The token's 'sub' must be a non-empty string of at most {MAX_SUB_LENGTH} characters",
@@ -133,12 +134,3 @@ def _claims(payload: dict[str, object], now: float) -> Claims:
             raise AuthError("invalid_claims", "The token's 'iat' must be a time after 1970")
         issued = float(iat)
     return Claims(sub=sub, exp=float(exp), role=str(role), iat=issued, channels=allowed)
-
-
-def _text(value: str) -> bool:
-    """Whether a string can be written out (logged, echoed): no lone surrogates."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -308,6 +308,7 @@ class _Progress:
 
 def _token(args: argparse.Namespace) -> int:
     from phoenix.auth import issue
+    from phoenix.protocol import is_text
     from simulator.events import CHANNELS
 
     config = _load(args)
@@ -318,7 +319,7 @@ def _token(args: argparse.Namespace) -> int:
         if unknown:
             raise ConfigError(f"--channels: unknown {unknown}; valid: {', '.join(CHANNELS)}")
     ttl = _ttl(args.ttl)
-    if not args.sub or len(args.sub) > MAX_SUB or not _utf8(args.sub):
+    if not args.sub or len(args.sub) > MAX_SUB or not is_text(args.sub):
         raise ConfigError(f"--sub: expected 1 to {MAX_SUB} characters of text, got {len(args.sub)}")
     token = issue(
         config.auth.jwt_secret,
@@ -345,15 +346,6 @@ def _ttl(text: str) -> float:
             f"--ttl {text!r}: expected a number of seconds from 1 to {MAX_TTL} (10 years)"
         )
     return ttl
-
-
-def _utf8(text: str) -> bool:
-    """False for argv bytes that are not UTF-8 (they arrive as lone surrogates)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _check(args: argparse.Namespace) -> int:

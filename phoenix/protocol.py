@@ -261,12 +261,12 @@ def unencodable(obj: Any) -> str | None:
     while stack:  # a loop, not recursion: the value may be nested deeply
         path, value = stack.pop()
         if isinstance(value, str):
-            if not _encodes(value):
+            if not is_text(value):
                 return path
         elif isinstance(value, dict):
             for key, item in value.items():
                 sub = f"{path}.{key}" if path else str(key)
-                if not _encodes(key):
+                if not is_text(key):
                     return path or "(a key)"
                 stack.append((sub, item))
         elif isinstance(value, list):
@@ -274,7 +274,9 @@ def unencodable(obj: Any) -> str | None:
     return None
 
 
-def _encodes(text: str) -> bool:
+def is_text(text: str) -> bool:
+    """Whether a string can be written out as UTF-8 (echoed, logged): no lone UTF-16
+    surrogates, which JSON escapes and argv bytes that are not UTF-8 can carry."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

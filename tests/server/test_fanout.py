@@ -14,15 +14,17 @@ from phoenix.keys import CONNECTIONS, HUB
 from .conftest import T0, TIMEOUT, Server, event, recv, send, token
 
 
-async def raw_ws(server: Server, tok: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def raw_ws(
+    server: Server, tok: str, buffer: int = 4096
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A hand-made WebSocket client with a tiny receive buffer, which we can make stop
     reading for real (aiohttp's client reads in the background)."""
     host, port = server.client.host, server.client.port
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, (host, port))
-    reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
+    reader, writer = await asyncio.open_connection(sock=sock, limit=buffer)
     key = base64.b64encode(os.urandom(16)).decode()
     request = (
         f"GET /ws?token={tok} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ from phoenix.metrics import CLOSE_REASONS
 from phoenix.sources import scenario_source
 
 from .conftest import T0, TIMEOUT, Server, event, make_config, recv, recv_close, send, token
+from .test_fanout import raw_ws
 
 TEXT, PING, CLOSE = 0x1, 0x9, 0x8
 
@@ -42,23 +42,9 @@ def command(**msg: Any) -> bytes:
 async def silent_client(
     server: Server, tok: str
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A hand-made WebSocket client with a tiny receive buffer: once it stops reading,
+    """A hand-made WebSocket client with a 1 KB receive buffer: once it stops reading,
     the server's frames really pile up (aiohttp's client would read in the background)."""
-    host, port = server.client.host, server.client.port
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, (host, port))
-    reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
-    key = base64.b64encode(os.urandom(16)).decode()
-    request = (
-        f"GET /ws?token={tok} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    writer.write(request.encode())
-    head = await reader.readuntil(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return reader, writer
+    return await raw_ws(server, tok, buffer=1024)
 
 
 def closed_counts(text: str) -> dict[str, float]:
