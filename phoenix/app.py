@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ def create_app(
     metrics = app[METRICS] = Metrics()
     if source is None or info is None:
         source, info = source_from_config(config.simulation)
-    reload = _reload if config.simulation.loop else None
+    reload = _reloader(config.simulation.max_scenario_bytes) if config.simulation.loop else None
     app[FAULTS] = faults.Faults(app)
     app[FEED] = Feed(
         hub,
@@ -78,10 +78,15 @@ def create_app(
     return app
 
 
-def _reload(info: SourceInfo, start: float) -> tuple[Source, SourceInfo]:
-    """The scenario again, from where it ended (simulation.loop)."""
-    assert info.ref is not None
-    return scenario_source(info.ref, info.seed, start)
+def _reloader(max_bytes: int) -> Callable[[SourceInfo, float], tuple[Source, SourceInfo]]:
+    """What loads the scenario again, from where it ended (simulation.loop), with the
+    same size cap as the first load."""
+
+    def reload(info: SourceInfo, start: float) -> tuple[Source, SourceInfo]:
+        assert info.ref is not None
+        return scenario_source(info.ref, info.seed, start, max_bytes)
+
+    return reload
 
 
 async def _run_feed(app: web.Application) -> AsyncIterator[None]:

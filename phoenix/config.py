@@ -94,9 +94,14 @@ class Config:
 Check = Callable[[str, Any], Any]
 
 
+MAX_WHOLE = 1_000_000_000  # no count or size in the config is anywhere near this
+
+
 def _positive_int(path: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-        raise ConfigError(f"{path}: expected a positive whole number, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= MAX_WHOLE:
+        raise ConfigError(
+            f"{path}: expected a whole number from 1 to {MAX_WHOLE:,}, got {_excerpt(v)}"
+        )
     return v
 
 
@@ -108,11 +113,16 @@ def _port(path: str, v: Any) -> int:
 
 def _number(minimum: float, *, strict: bool = False, maximum: float | None = None) -> Check:
     def check(path: str, v: Any) -> float:
-        ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-        if not ok or v < minimum or (strict and v == minimum) or (maximum and v > maximum):
+        top = maximum if maximum is not None else MAX_WHOLE
+        # An int is compared as it is: a 400-digit one does not fit a float.
+        ok = isinstance(v, int | float) and not isinstance(v, bool)
+        ok = ok and (isinstance(v, int) or math.isfinite(v))
+        if not ok or v < minimum or (strict and v == minimum) or v > top:
             rel = ">" if strict else ">="
-            top = f" and at most {maximum:g}" if maximum else ""
-            raise ConfigError(f"{path}: expected a number {rel} {minimum:g}{top}, got {v!r}")
+            raise ConfigError(
+                f"{path}: expected a number {rel} {minimum:g} and at most {top:g}, "
+                f"got {_excerpt(v)}"
+            )
         return float(v)
 
     return check
@@ -154,9 +164,16 @@ def _optional(check: Check) -> Check:
 
 
 def _count(path: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise ConfigError(f"{path}: expected a whole number >= 0, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_WHOLE:
+        raise ConfigError(
+            f"{path}: expected a whole number from 0 to {MAX_WHOLE:,}, got {_excerpt(v)}"
+        )
     return v
+
+
+def _excerpt(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def _algorithms(path: str, v: Any) -> tuple[str, ...]:

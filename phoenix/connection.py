@@ -118,6 +118,7 @@ class Connection:
         "_deadline",
         "_pong",
         "_ping",
+        "_control",
         "heard",
         "pinged",
         "_sending",
@@ -163,6 +164,7 @@ class Connection:
         self._deadline: asyncio.TimerHandle | None = None
         self._pong: bytes | None = None  # the payload of the latest unanswered ping
         self._ping = False  # the heartbeat asks the writer to send a ping
+        self._control: asyncio.Future[None] | None = None  # wakes a latency wait for them
         # Loop time the client was last heard from, and of our ping it has not answered
         # yet (0.0: none): phoenix.heartbeat reads them.
         self.heard = asyncio.get_running_loop().time()
@@ -235,7 +237,7 @@ class Connection:
         if self.closing:
             return
         self._pong = payload
-        self._wake()
+        self._wake_for_control()
 
     def heard_from(self, now: float) -> None:
         """Any frame from the client (a pong, or anything else) shows it is there."""
@@ -253,7 +255,7 @@ class Connection:
         elif now - self.heard >= interval:
             self.pinged = now
             self._ping = True
-            self._wake()
+            self._wake_for_control()
 
     def end(self, reason: str) -> None:
         """Record why the connection ends, unless a reason is recorded already."""
@@ -315,6 +317,12 @@ class Connection:
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._drain())
 
+    def _wake_for_control(self) -> None:
+        """A ping or pong to send: as `_wake`, and cut short a latency fault's wait."""
+        self._wake()
+        if self._control is not None and not self._control.done():
+            self._control.set_result(None)
+
     async def _drain(self) -> None:
         ws, queue = self.ws, self._queue
         loop = asyncio.get_running_loop()
@@ -334,8 +342,12 @@ class Connection:
                     due = queue[0][0]
                     if due and (wait := due - loop.time()) > 0:
                         # Wait with the frame still queued, so `offer` cannot write a
-                        # later frame past it (say, once the latency fault has ended).
-                        await asyncio.sleep(wait)
+                        # later frame past it (say, once the latency fault has ended);
+                        # a ping or pong to send cuts the wait short (control frames may
+                        # go between data frames, and the heartbeat must not starve).
+                        self._control = loop.create_future()
+                        await asyncio.wait((self._control,), timeout=wait)
+                        self._control = None
                         continue
                     _, frame, own = queue.popleft()
                     if own:

@@ -90,6 +90,7 @@ class Feed:
         # Called when a run ends or another begins: what it started (faults) ends with it.
         self.on_reset = on_reset
         self.error: str | None = None  # why the feed stopped, if a bug stopped it
+        self._unreloadable: Source | None = None  # a run that failed to start over
         self._ended = False
         self.on_control = on_control
         self.lag_warning = lag_warning
@@ -212,7 +213,13 @@ class Feed:
                 self._ended = True
                 if self.on_reset is not None:
                     self.on_reset()  # faults of a finished run end with it
-            if self.finished and self.reload and self.info.ref and not self.paused:
+            if (
+                self.finished
+                and self.reload
+                and self.info.ref
+                and not self.paused
+                and self.source is not self._unreloadable
+            ):
                 # The last tick ran at `end`; the next run's first tick is one later.
                 again = self.source.now + 1.0
                 # Off the loop: loading a scenario file and building a fleet take time.
@@ -222,11 +229,14 @@ class Feed:
                 except Exception as exc:  # the file changed under us, say: stop looping
                     log.error("cannot start scenario %s over: %s", self.info.name, exc)
                     self.error = f"cannot start the scenario over: {exc}"
-                    self.reload = None
+                    self._unreloadable = ended  # this run ends here; a restart loops again
                     continue
                 if self.source is ended:  # not replaced by a restart meanwhile
                     log.info("scenario %s finished; starting it over", info.name)
+                    paused = self.paused  # an admin's pause while it loaded still holds
                     self.load(source, info)
+                    if paused:
+                        self.pause()
                 continue
             if self.paused or self.finished:
                 self._wake.clear()

@@ -67,7 +67,9 @@ def parse_line(text: str) -> Event:
         t = parse_rfc3339(stamp)
     except (TypeError, ValueError):
         raise ValueError(f"timestamp: expected RFC 3339, got {stamp!r}") from None
-    return Event(float(math.floor(t)), channel, name, data, tags_of(channel, data))
+    # Whole seconds stay whole; a sub-second time (our heartbeats above one per agent per
+    # second, or another recorder's) keeps its milliseconds.
+    return Event(round(t * 1000) / 1000, channel, name, data, tags_of(channel, data))
 
 
 def read_recording(path: str | Path) -> tuple[list[Event], list[str]]:

@@ -168,7 +168,13 @@ class Engine:
             events += run.tick(k, t, self.start, self.lab, mps_int, online, per[run.id], price)
             if run.status != "running":
                 self._detector.reset(run.id)
-        events += self._heartbeats(k, t, mps_int)
+        beats = self._heartbeats(k, t, mps_int)
+        if beats and beats[0].time < t:
+            # Spread over the second before the tick (a rate above one per agent per
+            # second): they go before the tick's other events, so time never goes back.
+            events = beats + events
+        else:
+            events += beats
         n = self._metrics_clock.due(k)
         if n:
             events += self._metrics(t, n, mps_int, glob)

@@ -99,3 +99,51 @@ async def test_a_finished_scenario_starts_over_with_time_moving_on(
     state = app[FEED].state()
     assert state["scenario"] == "short" and not state["finished"]
     await ws.close()
+
+
+async def test_a_pause_while_a_finished_run_loads_again_still_holds() -> None:
+    # The next run of a looping scenario loads in a thread; an admin's pause that lands
+    # meanwhile must not be undone when it is put in place. And a run that failed to
+    # load again does not stop a later one from looping.
+    import asyncio
+    import threading
+
+    loading, release = threading.Event(), threading.Event()
+    calls = []
+
+    def reload(info: SourceInfo, start: float):
+        calls.append(start)
+        loading.set()
+        release.wait(10)
+        if len(calls) == 1:
+            nxt = ListSource(start)
+            nxt.end = start + 1.0
+            return nxt, SourceInfo("scenario", "x", 0, "x")
+        raise RuntimeError("the file is gone")
+
+    first = ListSource()
+    first.end = T0  # finished from the start
+    feed = Feed(Hub(), first, SourceInfo("scenario", "x", 0, "x"), reload=reload)
+    task = asyncio.get_running_loop().create_task(feed.run())
+    try:
+        assert await asyncio.to_thread(loading.wait, 10)
+        feed.pause()
+        release.set()
+        for _ in range(200):
+            if feed.source is not first:
+                break
+            await asyncio.sleep(0.01)
+        assert feed.source is not first  # the new run is in place...
+        assert feed.paused  # ...and still paused
+        # The second run ends; it cannot be loaded again: said, and the run stays.
+        feed.set_speed(20)
+        feed.resume()
+        for _ in range(300):
+            if feed.error:
+                break
+            await asyncio.sleep(0.01)
+        assert len(calls) == 2 and feed.error and "the file is gone" in feed.error
+        await asyncio.sleep(0.1)
+        assert len(calls) == 2  # tried once, not again and again
+    finally:
+        task.cancel()

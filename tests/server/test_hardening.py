@@ -19,6 +19,7 @@ import pytest
 from phoenix.app import create_app
 from phoenix.keys import FEED
 from phoenix.sources import scenario_source
+from simulator.clock import parse_start
 
 from .conftest import SECRET, T0, Server, make_config, recv, recv_close, send, token
 from .test_faults import end, start
@@ -192,6 +193,8 @@ async def test_every_malformed_body_is_a_400(api, caplog, body: bytes, path: str
         ({"action": "step", "seconds": 3601}, "seconds", "at most 3600"),
         ({"action": "step", "seconds": 1e308}, "seconds", "at most 3600"),
         ({"action": "speed", "speed": 10001}, "speed", "at most 10000"),
+        ({"action": "speed", "speed": 10**400}, "speed", "at most 10000"),
+        ({"action": "restart", "seed": 10**400}, "seed", "1,000,000,000"),
         ({"action": "speed", "speed": 0}, "speed", "> 0"),
         ({"action": "restart", "start": "9999-12-31T23:59:30Z"}, "start", "9000-01-01"),
         ({"action": "restart", "start": "1969-12-31T23:59:59Z"}, "start", "1970-01-01"),
@@ -390,3 +393,62 @@ def test_the_error_frame_never_raises() -> None:
     frame.encode("utf-8")
     assert decoded["error"]["code"] == "INVALID_MESSAGE"
     assert "id" not in decoded
+
+
+@pytest.mark.parametrize(
+    "section, key, value",
+    [
+        ("simulation", "speed", 10**400),
+        ("history", "max_age", 10**400),
+        ("limits", "outbound_queue", 10**400),
+        ("websocket", "heartbeat", 1e308),
+        ("simulation", "seed", 10**20),
+    ],
+)
+def test_config_numbers_out_of_range_name_the_field(section, key, value) -> None:
+    from phoenix.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=f"^{section}.{key}: expected ") as info:
+        parse_config({section: {key: value}}, {})
+    assert len(str(info.value)) < 200  # the 400 digits are not echoed whole
+
+
+async def test_a_latency_fault_does_not_starve_the_heartbeat(serve) -> None:
+    # Frames held two seconds by a latency fault; the heartbeat pings every 0.5 s and
+    # wants a pong within 0.25 s. The pings go out past the held frames, so a client
+    # that reads everything stays, and gets the held event late.
+    from .test_faults import beat, subscribed
+
+    server = await serve(websocket={"heartbeat": 0.5})
+    ws = await subscribed(server)
+    server.publish(start("l", "latency", duration=600, delay_ms=2000, jitter_ms=0))
+    server.publish(beat(1, T0 + 2))
+    got = await recv(ws, timeout=10)  # aiohttp's client answers pings while it reads
+    assert got["data"]["n"] == 1
+    assert not ws.closed
+    assert (await send(ws, type="ping"))["type"] == "pong"
+    await ws.close()
+
+
+async def test_a_looping_scenario_is_loaded_again_with_the_configured_cap(
+    aiohttp_client, scenario_dir
+) -> None:
+    # A scenario over the default 1 MiB, allowed by the config: its second run must load
+    # with the same cap (it used to fall back to the default and stop looping).
+    path = scenario_dir / "big.yaml"
+    path.write_text(
+        "name: big\nstart: 2024-01-20T10:00:00Z\nduration: 3s\nfleet:\n  agents: 2\n"
+        + "# padding\n" * 120_000
+    )
+    assert path.stat().st_size > 1 << 20
+    cfg = make_config(
+        simulation={"scenario": str(path), "max_scenario_bytes": 2 << 20, "speed": 20}
+    )
+    client = await aiohttp_client(create_app(cfg))
+    feed = client.app[FEED]
+    for _ in range(100):
+        if feed.source.now > parse_start("2024-01-20T10:00:05Z"):
+            break
+        await asyncio.sleep(0.05)
+    assert feed.error is None
+    assert feed.source.now > parse_start("2024-01-20T10:00:05Z")  # the second run is on
