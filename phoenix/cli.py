@@ -22,7 +22,7 @@ from typing import IO
 
 from phoenix.config import Config, ConfigError, load_config, parse_config
 from phoenix.replay import ReplayError
-from simulator.clock import parse_duration, parse_start
+from simulator.clock import format_duration, parse_duration, parse_start, rfc3339
 from simulator.scenario import ScenarioError
 
 DEFAULT_CONFIG = "config.yaml"
@@ -263,8 +263,15 @@ def _simulate(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer if args.out == "-" else open(args.out, "wb")  # noqa: SIM115
     start = engine.now
     end = start + duration
-    if engine.end is not None:
-        end = min(end, engine.end)
+    if engine.end is not None and engine.end < end:
+        # Say so rather than stop short without a word (serve starts it over instead).
+        print(
+            f"phoenix: {args.scenario or 'demo'} ends after "
+            f"{format_duration(engine.end - start)} (its duration), before --duration "
+            f"{format_duration(duration)}: stopping at {rfc3339(engine.end)}",
+            file=sys.stderr,
+        )
+        end = engine.end
     progress = _Progress(end - start) if sys.stderr.isatty() else None
     seq = 0
     try:

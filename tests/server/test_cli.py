@@ -239,3 +239,18 @@ def test_serve_bounds_the_start() -> None:
     assert res.returncode == 2
     assert "start must be between 1970-01-01T00:00:00Z and 9000-01-01T00:00:00Z" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_simulate_says_when_the_scenario_ends_before_the_duration(tmp_path) -> None:
+    out = tmp_path / "run.jsonl"
+    done = run(
+        "simulate", "--scenario", "demo", "--start", START, "--duration", "24h", "--out", str(out)
+    )
+    assert done.returncode == 0
+    assert "demo ends after 15m (its duration), before --duration 1d" in done.stderr
+    last = json.loads(out.read_text().splitlines()[-1])
+    assert last["timestamp"] == "2024-01-20T10:15:00Z"
+    short = run(
+        "simulate", "--scenario", "demo", "--start", START, "--duration", "5m", "--out", str(out)
+    )
+    assert short.returncode == 0 and short.stderr == ""
