@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         description="A deterministic simulator of a Phoenix fleet that speaks the Phoenix "
         "WebSocket API.",
     )
+    p.add_argument("--version", action="version", version=f"phoenix {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("serve", help="run the server (WebSocket API, HTTP API, page)")
@@ -100,6 +101,15 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("scenarios", help="list the bundled scenarios")
     s.set_defaults(run=_scenarios)
     return p
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("phoenix-simulator")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:

@@ -254,3 +254,11 @@ def test_simulate_says_when_the_scenario_ends_before_the_duration(tmp_path) -> N
         "simulate", "--scenario", "demo", "--start", START, "--duration", "5m", "--out", str(out)
     )
     assert short.returncode == 0 and short.stderr == ""
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    done = run("--version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"phoenix {version('phoenix-simulator')}"
