@@ -55,7 +55,7 @@ class LimitsConfig:
 
 @dataclass(frozen=True)
 class WebSocketConfig:
-    compression: bool = False  # permessage-deflate costs 2.7x the CPU (DESIGN §5)
+    compression: bool = False  # permessage-deflate costs 2.7x the CPU (docs/design.md §5)
     heartbeat: float = 30.0  # protocol-level ping interval; 0 turns it off
     close_timeout: float = 2.0
 

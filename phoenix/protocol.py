@@ -146,7 +146,7 @@ def _stamp_ms(ms: int) -> bytes:
 
 def narrow(event: Event, experiment_id: str) -> dict[str, Any]:
     """The data of a `metrics.update` or `cost.update` narrowed to one experiment: its
-    per-experiment part keeps only that experiment, the global part stays (DESIGN §2)."""
+    per-experiment part keeps only that experiment, the global part stays (docs/design.md §2)."""
     data = dict(event.data)
     if event.name == "metrics.update":
         per = data.get("experiments") or {}

@@ -1,4 +1,4 @@
-"""The reference's three limits, and DESIGN's rule for clients that keep on flooding."""
+"""The reference's three limits, and docs/design.md's rule for clients that keep on flooding."""
 
 from __future__ import annotations
 
