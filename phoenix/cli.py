@@ -122,7 +122,9 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
 def _scenario_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenario", help="bundled scenario name or path to a .yaml file")
     p.add_argument("--seed", type=int, help="random seed (default: the scenario's)")
-    p.add_argument("--start", help="simulated start time, RFC 3339 (default: the scenario's)")
+    p.add_argument(
+        "--start", help="simulated start time, RFC 3339, or now (default: the scenario's)"
+    )
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -148,7 +150,8 @@ def _overrides(config: Config, args: argparse.Namespace) -> Config:
         "simulation": {**_asdict(config.simulation), **sim},
         "history": _asdict(config.history),
     }
-    return parse_config(raw, os.environ)
+    # The environment is already in `config` (file < environment < command line).
+    return parse_config(raw, {})
 
 
 def _asdict(section: object) -> dict[str, object]:
@@ -191,14 +194,20 @@ def _serve(args: argparse.Namespace) -> int:
     for channel, rate in rates.items():
         app[FEED].source.set_rate(channel, rate)  # type: ignore[attr-defined]
     state = app[FEED].state()
+    host = f"[{config.server.host}]" if ":" in config.server.host else config.server.host
+    base = f"{host}:{config.server.port}"
+    # What a newcomer needs next: where the page and the socket are, and how to get a token.
     logging.getLogger("phoenix").info(
-        "serving scenario %s (seed %s, start %s, speed %g) on http://%s:%d/",
+        "serving scenario %s (seed %s, simulated time from %s, speed %g): page "
+        "http://%s/ , WebSocket ws://%s/ws (the JWT goes in the `token` query parameter; "
+        "print one with: %s token [--role admin])",
         state["scenario"],
         state["seed"],
         state["simulated_time"],
         state["speed"],
-        config.server.host,
-        config.server.port,
+        base,
+        base,
+        _token_command(),
     )
     _freeze_heap()
     # run_app handles SIGINT and SIGTERM; SIGHUP (the terminal went away, or a process
@@ -237,6 +246,14 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token_command() -> str:
+    """How this `phoenix` was started, to print a token with it."""
+    exe = Path(sys.argv[0])
+    if exe.name == "phoenix":
+        return str(exe) if exe.parent != Path() else "phoenix"
+    return f"{sys.executable} -m phoenix"
+
+
 def _graceful_exit() -> None:
     from aiohttp import web
 
@@ -260,7 +277,7 @@ def _simulate(args: argparse.Namespace) -> int:
         duration = parse_duration(args.duration)
     except ValueError as exc:
         raise ConfigError(f"--duration: {exc}") from None
-    if args.start is not None:
+    if args.start is not None and args.start != "now":
         try:
             parse_start(args.start)  # the bounds every start has (config, API, scenario)
         except ValueError as exc:

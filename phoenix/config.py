@@ -7,6 +7,7 @@ names the field path and says what to fix. Nothing else reads config files.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import math
 from collections.abc import Callable, Mapping
@@ -195,6 +196,8 @@ def _start(path: str, v: Any) -> str:
     text = v.isoformat() if hasattr(v, "isoformat") else v
     if not isinstance(text, str):
         text = None
+    if text == "now":
+        return text  # the wall clock's time when the run starts (phoenix.sources)
     try:
         parse_start(text if text is not None else "")
     except ValueError as exc:
@@ -237,12 +240,17 @@ SCHEMA: dict[str, dict[str, Check]] = {
 }
 
 
+ENV_PREFIX = "PHOENIX_"
+
+
 def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
-    """Validate a decoded config mapping (None or {} gives the defaults)."""
+    """Validate a decoded config mapping (None or {} gives the defaults), with the
+    environment's overrides (`env_overrides`) on top."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a mapping of sections (server, auth, limits, ...)")
+    raw = env_overrides(raw, env or {})
     config = Config()
     for section, values in raw.items():
         if section not in SCHEMA:
@@ -259,6 +267,34 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
             checked[key] = SCHEMA[section][key](f"{section}.{key}", value)
         config = replace(config, **{section: replace(getattr(config, section), **checked)})
     return _apply_env(config, env or {})
+
+
+def env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """`PHOENIX_<SECTION>__<KEY>=value` sets `<section>.<key>` over the file, the value
+    read as YAML (`9000`, `true`, `[HS256]`) and checked as the file's would be.
+    PHOENIX_JWT_SECRET stays as it was. Any other PHOENIX_ variable is an error: a typo
+    such as PHOENIX_PORT must not be silently ignored."""
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    names = [f"{ENV_PREFIX}{s.upper()}__{k.upper()}" for s in SCHEMA for k in SCHEMA[s]]
+    for name, text in env.items():
+        if not name.startswith(ENV_PREFIX) or name == SECRET_ENV:
+            continue
+        section, sep, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        if not sep or section not in SCHEMA or key not in SCHEMA[section]:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(
+                f"{name}: not a setting{hint}; the environment sets config keys as "
+                f"{ENV_PREFIX}<SECTION>__<KEY>, e.g. {ENV_PREFIX}SERVER__PORT=9000"
+            )
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        SCHEMA[section][key](name, value)  # the error names the variable
+        target = merged.get(section)
+        merged[section] = {**(target if isinstance(target, dict) else {}), key: value}
+    return merged
 
 
 def _apply_env(config: Config, env: Mapping[str, str]) -> Config:

@@ -26,7 +26,9 @@ def scenario_source(
     """
     sc = load_scenario(scenario, max_bytes)
     seed = seed if seed is not None else (sc.seed if sc.seed is not None else 1)
-    if isinstance(start, str):
+    if start == "now":
+        start = float(int(time.time()))
+    elif isinstance(start, str):
         start = parse_start(start)
     if start is None and sc.start is None:
         start = float(int(time.time()))

@@ -262,3 +262,39 @@ def test_version() -> None:
     done = run("--version")
     assert done.returncode == 0
     assert done.stdout.strip() == f"phoenix {version('phoenix-simulator')}"
+
+
+def test_the_environment_sets_any_config_key_and_refuses_typos() -> None:
+    done = run("check", env=env(PHOENIX_SERVER__PORT="9123", PHOENIX_LIMITS__OUTBOUND_QUEUE="50"))
+    assert done.returncode == 0, done.stderr
+    assert "serving on 127.0.0.1:9123" in done.stdout
+    typo = run("check", env=env(PHOENIX_PORT="9123"))
+    assert typo.returncode == 2
+    assert "PHOENIX_PORT: not a setting (did you mean PHOENIX_SERVER__PORT?)" in typo.stderr
+    bad = run("check", env=env(PHOENIX_SERVER__PORT="lots"))
+    assert bad.returncode == 2 and "PHOENIX_SERVER__PORT: expected a port number" in bad.stderr
+
+
+async def test_serve_says_where_the_page_and_socket_are_and_flags_beat_the_environment():
+    from .procs import free_port
+
+    srv = ServerProcess("--start", START, environ=env(PHOENIX_SERVER__PORT=str(free_port())))
+    try:
+        await asyncio.to_thread(srv.wait_ready)  # on --port, not the environment's
+    finally:
+        out = srv.stop()
+    line = next(x for x in out.splitlines() if "serving scenario demo" in x)
+    assert f"page http://127.0.0.1:{srv.port}/" in line
+    assert f"WebSocket ws://127.0.0.1:{srv.port}/ws (the JWT goes in the `token`" in line
+    assert "-m phoenix token" in line
+
+
+def test_start_now_is_the_wall_clock(tmp_path) -> None:
+    out = tmp_path / "run.jsonl"
+    before = time.time()
+    done = run("simulate", "--start", "now", "--duration", "2s", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    first = json.loads(out.read_text().splitlines()[0])
+    from simulator.clock import parse_rfc3339
+
+    assert before - 2 <= parse_rfc3339(first["timestamp"]) <= time.time() + 2
