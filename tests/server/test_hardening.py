@@ -452,3 +452,17 @@ async def test_a_looping_scenario_is_loaded_again_with_the_configured_cap(
         await asyncio.sleep(0.05)
     assert feed.error is None
     assert feed.source.now > parse_start("2024-01-20T10:00:05Z")  # the second run is on
+
+
+async def test_restart_with_start_now(api) -> None:
+    import time
+
+    from simulator.clock import parse_rfc3339
+
+    before = time.time()
+    resp = await api.post(
+        "/api/sim", json={"action": "restart", "scenario": "demo", "start": "now"}, headers=ADMIN
+    )
+    assert resp.status == 200, await resp.text()
+    t = parse_rfc3339((await resp.json())["simulated_time"])
+    assert before - 2 <= t <= time.time() + 2
