@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import errno
 import gc
+import json
 import logging
 import math
 import os
@@ -91,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--role", choices=["viewer", "admin"], help="role claim (admin: controls)")
     s.add_argument("--channels", help="comma-separated channels the token may subscribe to")
+    s.add_argument(
+        "--decode",
+        metavar="TOKEN",
+        help="say what the server would make of TOKEN (with this config's secret) instead; "
+        "exit 1 if it would refuse it",
+    )
     s.set_defaults(run=_token)
 
     s = sub.add_parser("check", help="validate the config (and a scenario) without serving")
@@ -346,6 +353,8 @@ def _token(args: argparse.Namespace) -> int:
     from simulator.events import CHANNELS
 
     config = _load(args)
+    if args.decode is not None:
+        return _decode(args.decode, config)
     channels = None
     if args.channels is not None:
         channels = [c.strip() for c in args.channels.split(",") if c.strip()]
@@ -365,6 +374,33 @@ def _token(args: argparse.Namespace) -> int:
         algorithm=config.auth.algorithms[0],
     )
     print(token)
+    return 0
+
+
+def _decode(token: str, config: Config) -> int:
+    """What /ws would make of a token: its claims, or why it is refused (the same
+    `verify` the server runs, with the same secret and algorithms)."""
+    import jwt
+
+    from phoenix.auth import AuthError, verify
+
+    try:
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        unverified = None
+    if unverified is not None:
+        print(f"claims (as written): {json.dumps(unverified, sort_keys=True, default=str)}")
+    now = time.time()
+    try:
+        claims = verify(token, config.auth.jwt_secret, list(config.auth.algorithms), now)
+    except AuthError as exc:
+        print(f"refused: UNAUTHORIZED, reason {exc.reason}: {exc.message}")
+        return 1
+    channels = ", ".join(sorted(claims.channels)) if claims.channels is not None else "all"
+    print(
+        f"accepted: sub {claims.sub}, role {claims.role}, channels {channels}, expires in "
+        f"{claims.exp - now:.0f} s"
+    )
     return 0
 
 

@@ -298,3 +298,15 @@ def test_start_now_is_the_wall_clock(tmp_path) -> None:
     from simulator.clock import parse_rfc3339
 
     assert before - 2 <= parse_rfc3339(first["timestamp"]) <= time.time() + 2
+
+
+def test_token_decode_says_what_the_server_would_make_of_it() -> None:
+    tok = run("token", "--sub", "carol", "--role", "admin", "--channels", "agents").stdout.strip()
+    ok = run("token", "--decode", tok)
+    assert ok.returncode == 0
+    assert "accepted: sub carol, role admin, channels agents" in ok.stdout
+    assert run("token", "--decode", tok[:-2] + "xx").returncode == 1
+    expired = jwt.encode({"sub": "d", "exp": int(time.time()) - 5}, SECRET, algorithm="HS256")
+    done = run("token", "--decode", expired)
+    assert done.returncode == 1 and "refused: UNAUTHORIZED, reason expired" in done.stdout
+    assert '"sub": "d"' in done.stdout  # the claims as written, to see why
