@@ -71,6 +71,15 @@ def _parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         help="start the scenario (or replay) over when it ends (default: simulation.loop, on)",
     )
+    s.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="log lines (default text)"
+    )
+    s.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="the least severe level logged (default info)",
+    )
     s.set_defaults(run=_serve)
 
     s = sub.add_parser("simulate", help="run a scenario headless, as fast as it can")
@@ -187,7 +196,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = _overrides(_load(args), args)
     rates = parse_rates(args.rate)
-    logs.configure()
+    logs.configure(getattr(logging, args.log_level.upper()), args.log_format)
     if args.replay:
         from phoenix.feed import SourceInfo
         from phoenix.replay import ReplaySource

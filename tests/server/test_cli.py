@@ -310,3 +310,20 @@ def test_token_decode_says_what_the_server_would_make_of_it() -> None:
     done = run("token", "--decode", expired)
     assert done.returncode == 1 and "refused: UNAUTHORIZED, reason expired" in done.stdout
     assert '"sub": "d"' in done.stdout  # the claims as written, to see why
+
+
+async def test_log_format_json_and_log_level() -> None:
+    srv = ServerProcess("--start", START, "--log-format", "json")
+    try:
+        await asyncio.to_thread(srv.wait_ready)
+    finally:
+        out = srv.stop()
+    entries = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert entries and all({"time", "level", "logger", "message"} <= set(e) for e in entries)
+    assert any(e["logger"] == "phoenix" and "serving scenario" in e["message"] for e in entries)
+    quiet = ServerProcess("--start", START, "--log-level", "warning")
+    try:
+        await asyncio.to_thread(quiet.wait_ready)
+    finally:
+        out = quiet.stop()
+    assert "serving scenario" not in out and "aiohttp.access" not in out
