@@ -26,7 +26,16 @@ MAX_STEP = 3600.0  # seconds of simulated time one `step` may move
 
 
 class ConfigError(Exception):
-    pass
+    """What is wrong with a config: one problem, or every one found (`problems`), each
+    naming its field path, one a line."""
+
+    def __init__(self, *problems: str) -> None:
+        self.problems = list(problems)
+        if len(problems) > 1:
+            text = f"{len(problems)} problems:\n  " + "\n  ".join(problems)
+        else:
+            text = problems[0] if problems else "invalid config"
+        super().__init__(text)
 
 
 @dataclass(frozen=True)
@@ -250,30 +259,42 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a mapping of sections (server, auth, limits, ...)")
-    raw = env_overrides(raw, env or {})
+    # Every problem is found in one pass (`phoenix check` lists them all), not the first.
+    problems: list[str] = []
+    raw = env_overrides(raw, env or {}, problems)
     config = Config()
     for section, values in raw.items():
         if section not in SCHEMA:
-            raise ConfigError(f"{section}: unknown section; expected one of {', '.join(SCHEMA)}")
+            problems.append(f"{section}: unknown section; expected one of {', '.join(SCHEMA)}")
+            continue
         if values is None:
             continue
         if not isinstance(values, dict):
-            raise ConfigError(f"{section}: expected a mapping of settings")
+            problems.append(f"{section}: expected a mapping of settings")
+            continue
         checked = {}
         for key, value in values.items():
             if key not in SCHEMA[section]:
                 known = ", ".join(SCHEMA[section])
-                raise ConfigError(f"{section}.{key}: unknown setting; expected one of {known}")
-            checked[key] = SCHEMA[section][key](f"{section}.{key}", value)
+                problems.append(f"{section}.{key}: unknown setting; expected one of {known}")
+                continue
+            try:
+                checked[key] = SCHEMA[section][key](f"{section}.{key}", value)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
         config = replace(config, **{section: replace(getattr(config, section), **checked)})
+    if problems:
+        raise ConfigError(*problems)
     return _apply_env(config, env or {})
 
 
-def env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+def env_overrides(
+    raw: dict[str, Any], env: Mapping[str, str], problems: list[str]
+) -> dict[str, Any]:
     """`PHOENIX_<SECTION>__<KEY>=value` sets `<section>.<key>` over the file, the value
     read as YAML (`9000`, `true`, `[HS256]`) and checked as the file's would be.
     PHOENIX_JWT_SECRET stays as it was. Any other PHOENIX_ variable is an error: a typo
-    such as PHOENIX_PORT must not be silently ignored."""
+    such as PHOENIX_PORT must not be silently ignored. Problems go to `problems`."""
     merged = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
     names = [f"{ENV_PREFIX}{s.upper()}__{k.upper()}" for s in SCHEMA for k in SCHEMA[s]]
     for name, text in env.items():
@@ -283,15 +304,20 @@ def env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]
         if not sep or section not in SCHEMA or key not in SCHEMA[section]:
             close = difflib.get_close_matches(name, names, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ConfigError(
+            problems.append(
                 f"{name}: not a setting{hint}; the environment sets config keys as "
                 f"{ENV_PREFIX}<SECTION>__<KEY>, e.g. {ENV_PREFIX}SERVER__PORT=9000"
             )
+            continue
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError:
             value = text
-        SCHEMA[section][key](name, value)  # the error names the variable
+        try:
+            SCHEMA[section][key](name, value)  # the error names the variable
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
         target = merged.get(section)
         merged[section] = {**(target if isinstance(target, dict) else {}), key: value}
     return merged
@@ -347,4 +373,7 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
     try:
         return parse_config(raw, env)
     except ConfigError as exc:
-        raise ConfigError(f"{p}: {exc}") from None
+        # The file's problems name the file; the environment's name their variable.
+        raise ConfigError(
+            *(x if x.startswith(ENV_PREFIX) else f"{p}: {x}" for x in exc.problems)
+        ) from None

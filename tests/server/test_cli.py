@@ -327,3 +327,19 @@ async def test_log_format_json_and_log_level() -> None:
     finally:
         out = quiet.stop()
     assert "serving scenario" not in out and "aiohttp.access" not in out
+
+
+def test_check_reports_every_problem_in_one_run(tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("server:\n  port: 99999\n  hots: x\nlimits:\n  outbound_queue: -1\nbogus: {}\n")
+    done = run("check", "--config", str(bad), env=env(PHOENIX_PORT="1"))
+    assert done.returncode == 2
+    assert "5 problems:" in done.stderr
+    for part in (
+        "PHOENIX_PORT: not a setting",
+        "bad.yaml: server.port: expected a port number",
+        "bad.yaml: server.hots: unknown setting",
+        "bad.yaml: limits.outbound_queue: expected a whole number",
+        "bad.yaml: bogus: unknown section",
+    ):
+        assert part in done.stderr, part
