@@ -116,6 +116,15 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("scenarios", help="list the bundled scenarios")
     s.set_defaults(run=_scenarios)
+
+    s = sub.add_parser("config", help="print the config")
+    s.add_argument(
+        "--defaults",
+        action="store_true",
+        required=True,
+        help="the full default config, every key commented (the project's config.yaml)",
+    )
+    s.set_defaults(run=_config)
     return p
 
 
@@ -435,6 +444,18 @@ def _check(args: argparse.Namespace) -> int:
     name = args.scenario or config.simulation.scenario
     sc = load_scenario(name, config.simulation.max_scenario_bytes)
     print(f"scenario ok: {sc.name}")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    # The commented defaults live in one file, the checkout's config.yaml, beside the
+    # templates the server serves from the same place; a test checks they are the
+    # defaults that phoenix.config holds.
+    path = Path(__file__).resolve().parent.parent / DEFAULT_CONFIG
+    try:
+        sys.stdout.write(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the default config ({exc.strerror})") from None
     return 0
 
 

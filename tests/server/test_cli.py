@@ -343,3 +343,18 @@ def test_check_reports_every_problem_in_one_run(tmp_path) -> None:
         "bad.yaml: bogus: unknown section",
     ):
         assert part in done.stderr, part
+
+
+def test_config_defaults_prints_every_key_with_the_default_values() -> None:
+    import yaml
+
+    from phoenix.config import SCHEMA, parse_config
+
+    done = run("config", "--defaults")
+    assert done.returncode == 0
+    raw = yaml.safe_load(done.stdout)
+    assert parse_config(raw, {}) == parse_config({}, {})  # the values are the defaults
+    shown = {(section, key) for section, values in raw.items() for key in values}
+    commented = {("auth", "jwt_secret")}  # shown as a comment: no default secret to copy
+    assert shown | commented == {(s, k) for s in SCHEMA for k in SCHEMA[s]}
+    assert done.stdout.count("#") > 40  # and commented
