@@ -159,7 +159,7 @@ def _state(request: web.Request) -> dict[str, Any]:
     return {**request.app[FEED].state(), "faults": request.app[FAULTS].active()}
 
 
-ACTIONS = ("pause", "resume", "step", "speed", "restart")
+ACTIONS = ("pause", "resume", "step", "speed", "restart", "set_rate")
 
 
 @admin
@@ -183,6 +183,8 @@ async def sim_control(request: web.Request) -> web.Response:
         feed.set_speed(_as_in_config(body, "speed"))
     elif action == "step":
         await feed.advance(_positive(body, "seconds", MAX_STEP) or 1.0)
+    elif action == "set_rate":
+        _set_rate(request, body)
     else:
         await _restart(request, body)
     log.info("simulation %s by admin: %s", action, feed.state())
@@ -193,6 +195,7 @@ _ACTION_FIELDS: dict[str, tuple[str, ...]] = {
     "pause": (),
     "resume": (),
     "step": ("seconds",),
+    "set_rate": ("channel", "per_second"),
     "speed": ("speed",),
     "restart": ("scenario", "seed", "start", "speed"),
 }
@@ -216,6 +219,24 @@ async def _restart(request: web.Request, body: dict[str, Any]) -> None:
     except (ValueError, OSError) as exc:
         raise _bad("start" if start is not None else "scenario", str(exc)) from None
     feed.load(source, info, speed)  # which ends the old run's faults
+
+
+def _set_rate(request: web.Request, body: dict[str, Any]) -> None:
+    """The firehose control: a channel's rate, as `serve --rate` sets it at start; it
+    holds until the run ends (a restart or the scenario's loop starts at its own rates)."""
+    set_rate = getattr(request.app[FEED].source, "set_rate", None)
+    if set_rate is None:
+        raise _bad("action", "a replayed stream plays at its recorded rate; use speed")
+    for field in ("channel", "per_second"):
+        if field not in body:
+            raise _bad(field, "required")
+    if not isinstance(body["channel"], str) or len(body["channel"]) > 64:
+        raise _bad("channel", "expected agents, metrics or cost-flow")
+    try:
+        set_rate(body["channel"], body["per_second"])
+    except ScenarioError as exc:
+        field = "channel" if "channel:" in str(exc) else "per_second"
+        raise _bad(field, str(exc).removeprefix("set_rate: ")) from None
 
 
 def _as_in_config(body: dict[str, Any], field: str) -> Any:

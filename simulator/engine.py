@@ -118,7 +118,9 @@ class Engine:
                 f"set_rate: channel: expected one of {', '.join(RATE_CHANNELS)}, got {channel!r}"
             )
         ok = isinstance(per_second, int | float) and not isinstance(per_second, bool)
-        if not ok or not math.isfinite(per_second) or not 0 < per_second <= 1_000_000:
+        # An int is compared as it is (a 400-digit one does not fit a float).
+        ok = ok and (isinstance(per_second, int) or math.isfinite(per_second))
+        if not ok or not 0 < per_second <= 1_000_000:
             raise ScenarioError(
                 f"set_rate: per_second: expected a number in (0, 1000000], got {per_second!r}"
             )

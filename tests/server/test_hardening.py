@@ -466,3 +466,29 @@ async def test_restart_with_start_now(api) -> None:
     assert resp.status == 200, await resp.text()
     t = parse_rfc3339((await resp.json())["simulated_time"])
     assert before - 2 <= t <= time.time() + 2
+
+
+async def test_set_rate_raises_a_rate_while_running_and_checks_its_values(aiohttp_client) -> None:
+    # The firehose control that firehose's description promises.
+    source, info = scenario_source("demo", 7, START)
+    client = await aiohttp_client(create_app(make_config(), source, info))
+    await client.post("/api/sim", json={"action": "pause"}, headers=ADMIN)
+    await client.post("/api/sim", json={"action": "step", "seconds": 30}, headers=ADMIN)
+    body = {"action": "set_rate", "channel": "agents", "per_second": 300}
+    resp = await client.post("/api/sim", json=body, headers=ADMIN)
+    assert resp.status == 200, await resp.text()
+    feed = client.app[FEED]
+    before = feed.seq
+    await client.post("/api/sim", json={"action": "step", "seconds": 10}, headers=ADMIN)
+    assert feed.seq - before >= 2900  # 300 heartbeats a second, plus the rest
+    for bad, field in [
+        ({"channel": "nope", "per_second": 5}, "channel"),
+        ({"channel": ["agents"], "per_second": 5}, "channel"),
+        ({"channel": "agents", "per_second": 10**400}, "per_second"),
+        ({"channel": "agents", "per_second": 0}, "per_second"),
+        ({"channel": "metrics", "per_second": 5}, "per_second"),
+        ({"channel": "agents"}, "per_second"),
+    ]:
+        resp = await client.post("/api/sim", json={"action": "set_rate", **bad}, headers=ADMIN)
+        assert resp.status == 400, bad
+        assert (await resp.json())["details"]["field"] == field, bad
