@@ -82,6 +82,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(run=_serve)
 
+    s = sub.add_parser(
+        "record", help="record the events of any server that speaks this API, for --replay"
+    )
+    s.add_argument("url", help="ws://HOST:PORT/ws?token=JWT")
+    s.add_argument("--channels", default=",".join(_channels()), help="comma-separated (all)")
+    s.add_argument(
+        "--filters", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
+    )
+    s.add_argument("--out", default="-", help="JSON Lines file, or - for stdout (default)")
+    s.add_argument("--duration", help="stop after this long, e.g. 10m (default: until closed)")
+    s.set_defaults(run=_record)
+
     s = sub.add_parser("simulate", help="run a scenario headless, as fast as it can")
     _scenario_args(s)
     s.add_argument("--duration", default="30m", help="simulated time to run (default 30m)")
@@ -292,6 +304,51 @@ def _freeze_heap() -> None:
     of `simulate`'s CPU time, bench/README.md)."""
     gc.collect()
     gc.freeze()
+
+
+def _channels() -> tuple[str, ...]:
+    from simulator.events import CHANNELS
+
+    return CHANNELS
+
+
+def _record(args: argparse.Namespace) -> int:
+    from phoenix.record import RecordError, record
+
+    channels = [c.strip() for c in args.channels.split(",") if c.strip()]
+    unknown = [c for c in channels if c not in _channels()]
+    if unknown or not channels:
+        raise ConfigError(f"--channels: expected some of {', '.join(_channels())}")
+    filters = {}
+    for item in args.filters:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--filters {item!r}: expected KEY=VALUE, e.g. agent_id=agent-1")
+        filters[key] = value
+    duration = None
+    if args.duration is not None:
+        try:
+            duration = parse_duration(args.duration)
+        except ValueError as exc:
+            raise ConfigError(f"--duration: {exc}") from None
+    if not args.url.startswith(("ws://", "wss://")):
+        raise ConfigError("url: expected ws://HOST:PORT/ws?token=JWT (or wss://)")
+    out: IO[bytes]
+    out = sys.stdout.buffer if args.out == "-" else open(args.out, "wb")  # noqa: SIM115
+    try:
+        written = asyncio.run(record(args.url, channels, filters, out, duration))
+    except RecordError as exc:
+        raise ConfigError(str(exc)) from None
+    except KeyboardInterrupt:
+        written = -1
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+        else:
+            out.flush()
+    if written >= 0:
+        print(f"{written} events written", file=sys.stderr)
+    return 0
 
 
 def _simulate(args: argparse.Namespace) -> int:

@@ -358,3 +358,63 @@ def test_config_defaults_prints_every_key_with_the_default_values() -> None:
     commented = {("auth", "jwt_secret")}  # shown as a comment: no default secret to copy
     assert shown | commented == {(s, k) for s in SCHEMA for k in SCHEMA[s]}
     assert done.stdout.count("#") > 40  # and commented
+
+
+async def test_record_writes_what_the_server_sent_and_replay_reads_it(tmp_path) -> None:
+    # Record 3 s of the demo at speed 60 from a real server; every recorded line is the
+    # very line `simulate` writes for that id (served == headless), and the replay reader
+    # takes the file whole.
+    from phoenix.replay import read_recording
+
+    srv = ServerProcess("--scenario", "demo", "--seed", "7", "--start", START, "--speed", "60")
+    rec = tmp_path / "rec.jsonl"
+    try:
+        await asyncio.to_thread(srv.wait_ready)
+        tok = run("token").stdout.strip()
+        url = f"ws://127.0.0.1:{srv.port}/ws?token={tok}"
+        done = await asyncio.to_thread(
+            run,
+            "record",
+            url,
+            "--channels",
+            "agents,metrics",
+            "--duration",
+            "3s",
+            "--out",
+            str(rec),
+        )
+    finally:
+        srv.stop()
+    assert done.returncode == 0, done.stderr
+    assert tok not in done.stderr  # the URL is said without its query
+    lines = rec.read_text().splitlines()
+    assert len(lines) > 100
+    assert {json.loads(x)["channel"] for x in lines} == {"agents", "metrics"}
+    headless = tmp_path / "sim.jsonl"
+    sim = run(
+        "simulate",
+        "--scenario",
+        "demo",
+        "--seed",
+        "7",
+        "--start",
+        START,
+        "--duration",
+        "15m",
+        "--out",
+        str(headless),
+    )
+    assert sim.returncode == 0
+    by_id = {json.loads(x)["id"]: x for x in headless.read_text().splitlines()}
+    assert all(by_id[json.loads(x)["id"]] == x for x in lines)
+    events, problems = read_recording(rec)
+    assert problems == [] and len(events) == len(lines)
+
+
+def test_record_refuses_a_bad_url_or_channel() -> None:
+    assert run("record", "http://x/ws").returncode == 2
+    bad = run("record", "ws://127.0.0.1:9/ws", "--channels", "nope")
+    assert bad.returncode == 2 and "--channels" in bad.stderr
+    down = run("record", "ws://127.0.0.1:9/ws?token=secret-token")
+    assert down.returncode == 2 and "cannot connect" in down.stderr
+    assert "secret-token" not in down.stderr
