@@ -87,9 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("url", help="ws://HOST:PORT/ws?token=JWT")
     s.add_argument("--channels", default=",".join(_channels()), help="comma-separated (all)")
-    s.add_argument(
-        "--filters", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
-    )
+    s.add_argument("--filters", action="append", default=[], metavar="KEY=VALUE", help="repeatable")
     s.add_argument("--out", default="-", help="JSON Lines file, or - for stdout (default)")
     s.add_argument("--duration", help="stop after this long, e.g. 10m (default: until closed)")
     s.set_defaults(run=_record)
@@ -113,6 +111,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--role", choices=["viewer", "admin"], help="role claim (admin: controls)")
     s.add_argument("--channels", help="comma-separated channels the token may subscribe to")
+    s.add_argument(
+        "--count",
+        type=int,
+        default=1,
+        help="print this many tokens, one a line, for users SUB-1 ... SUB-N (load tests; "
+        "at most 100000)",
+    )
     s.add_argument(
         "--decode",
         metavar="TOKEN",
@@ -439,16 +444,26 @@ def _token(args: argparse.Namespace) -> int:
     ttl = _ttl(args.ttl)
     if not args.sub or len(args.sub) > MAX_SUB or not is_text(args.sub):
         raise ConfigError(f"--sub: expected 1 to {MAX_SUB} characters of text, got {len(args.sub)}")
-    token = issue(
-        config.auth.jwt_secret,
-        args.sub,
-        time.time(),
-        ttl,
-        role=args.role,
-        channels=channels,
-        algorithm=config.auth.algorithms[0],
+    if not 1 <= args.count <= 100_000:
+        raise ConfigError(f"--count: expected 1 to 100000 tokens, got {args.count}")
+    now = time.time()
+    subs = [args.sub] if args.count == 1 else [f"{args.sub}-{i}" for i in range(1, args.count + 1)]
+    if any(len(sub) > MAX_SUB for sub in subs):
+        raise ConfigError(f"--sub: with --count, at most {MAX_SUB} characters with the number")
+    # One process, one secret: thousands a second (a process per token took 0.4 s each).
+    tokens = (
+        issue(
+            config.auth.jwt_secret,
+            sub,
+            now,
+            ttl,
+            role=args.role,
+            channels=channels,
+            algorithm=config.auth.algorithms[0],
+        )
+        for sub in subs
     )
-    print(token)
+    sys.stdout.write("".join(f"{t}\n" for t in tokens))
     return 0
 
 

@@ -418,3 +418,14 @@ def test_record_refuses_a_bad_url_or_channel() -> None:
     down = run("record", "ws://127.0.0.1:9/ws?token=secret-token")
     assert down.returncode == 2 and "cannot connect" in down.stderr
     assert "secret-token" not in down.stderr
+
+
+def test_token_count_mints_many_tokens_for_distinct_users() -> None:
+    done = run("token", "--count", "500", "--sub", "load", "--role", "admin")
+    assert done.returncode == 0
+    tokens = done.stdout.split()
+    assert len(tokens) == 500 == len(set(tokens))
+    subs = [jwt.decode(t, SECRET, algorithms=["HS256"])["sub"] for t in tokens]
+    assert subs == [f"load-{i}" for i in range(1, 501)]
+    assert run("token", "--count", "0").returncode == 2
+    assert run("token", "--count", "100001").returncode == 2
