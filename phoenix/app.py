@@ -19,7 +19,7 @@ import jinja2
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from phoenix import api, faults, headers, logs, views
+from phoenix import api, cors, faults, headers, logs, views
 from phoenix.config import Config
 from phoenix.feed import Feed, Source, SourceInfo
 from phoenix.heartbeat import heartbeat
@@ -75,6 +75,7 @@ def create_app(
     app.cleanup_ctx.append(heartbeat)
     app.on_shutdown.append(_close_sockets)
     headers.setup(app)  # security headers on every response
+    cors.setup(app)  # which other origins' pages may use the API and /ws
     return app
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,6 +44,9 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     access_log: bool = True
+    # Origins of web pages that may use the API and /ws (phoenix.cors). None: any port
+    # of localhost and 127.0.0.1, only while bound to loopback.
+    cors_origins: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,21 @@ def _directories(path: str, v: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+_ORIGIN = re.compile(r"\*|https?://[A-Za-z0-9.\-\[\]:]+?(?::(?:[0-9]{1,5}|\*))?")
+
+
+def _origins(path: str, v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list | tuple):
+        raise ConfigError(f"{path}: expected a list of origins, e.g. [http://localhost:*]")
+    for i, item in enumerate(v):
+        if not isinstance(item, str) or not _ORIGIN.fullmatch(item):
+            raise ConfigError(
+                f"{path}[{i}]: expected an origin such as https://app.example.com, "
+                f"http://localhost:5173 or http://localhost:* (any port), or *; got {item!r}"
+            )
+    return tuple(v)
+
+
 def _byte_size(path: str, v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or not 1024 <= v <= 64 << 20:
         raise ConfigError(f"{path}: expected a number of bytes from 1024 to 67108864, got {v!r}")
@@ -215,7 +234,12 @@ def _start(path: str, v: Any) -> str:
 
 
 SCHEMA: dict[str, dict[str, Check]] = {
-    "server": {"host": _string, "port": _port, "access_log": _bool},
+    "server": {
+        "host": _string,
+        "port": _port,
+        "access_log": _bool,
+        "cors_origins": _optional(_origins),
+    },
     "auth": {
         "jwt_secret": _optional(_string),
         "algorithms": _algorithms,
