@@ -40,3 +40,13 @@ def test_controls_tokens_and_faults_without_a_running_clock() -> None:
         import socket
 
         socket.create_connection(("127.0.0.1", sim.port), timeout=2).close()
+
+
+async def test_a_fault(phoenix_sim) -> None:
+    async with aiohttp.ClientSession() as http, http.ws_connect(phoenix_sim.url()) as ws:
+        phoenix_sim.pause()
+        phoenix_sim.inject({"type": "close_connections", "params": {"code": 4000}})
+        phoenix_sim.step(1)  # my client should now reconnect...
+        while (await ws.receive(timeout=10)).type == aiohttp.WSMsgType.TEXT:
+            pass
+        assert ws.close_code == 4000
