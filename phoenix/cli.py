@@ -338,8 +338,13 @@ def _record(args: argparse.Namespace) -> int:
             raise ConfigError(f"--duration: {exc}") from None
     if not args.url.startswith(("ws://", "wss://")):
         raise ConfigError("url: expected ws://HOST:PORT/ws?token=JWT (or wss://)")
-    out: IO[bytes]
-    out = sys.stdout.buffer if args.out == "-" else open(args.out, "wb")  # noqa: SIM115
+    opened: list[IO[bytes]] = []
+
+    def out() -> IO[bytes]:  # opened at the first event: a failed start erases nothing
+        if not opened:
+            opened.append(sys.stdout.buffer if args.out == "-" else open(args.out, "wb"))  # noqa: SIM115
+        return opened[0]
+
     try:
         written = asyncio.run(record(args.url, channels, filters, out, duration))
     except RecordError as exc:
@@ -347,10 +352,10 @@ def _record(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         written = -1
     finally:
-        if out is not sys.stdout.buffer:
-            out.close()
-        else:
-            out.flush()
+        for f in opened:
+            f.flush()
+            if f is not sys.stdout.buffer:
+                f.close()
     if written >= 0:
         print(f"{written} events written", file=sys.stderr)
     return 0

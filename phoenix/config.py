@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import logging
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -184,8 +185,13 @@ def _bool(path: str, v: Any) -> bool:
 
 def _string(path: str, v: Any) -> str:
     if not isinstance(v, str) or not v:
-        raise ConfigError(f"{path}: expected a non-empty string, got {v!r}")
+        # Not the value itself: it may be a secret (auth.jwt_secret).
+        raise ConfigError(f"{path}: expected a non-empty string, got {_kind(v)}")
     return v
+
+
+def _kind(v: Any) -> str:
+    return "an empty string" if v == "" else f"a {type(v).__name__}"
 
 
 def _optional(check: Check) -> Check:
@@ -274,6 +280,10 @@ SCHEMA: dict[str, dict[str, Check]] = {
 
 
 ENV_PREFIX = "PHOENIX_"
+# Keys whose environment value is taken as text, not read as YAML (a secret of digits
+# stays a string; a `#` in it is not a comment).
+RAW_TEXT_KEYS = frozenset({("auth", "jwt_secret"), ("server", "host"), ("simulation", "scenario")})
+log = logging.getLogger("phoenix.config")
 
 
 def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
@@ -325,25 +335,35 @@ def env_overrides(
         if not name.startswith(ENV_PREFIX) or name == SECRET_ENV:
             continue
         section, sep, key = name[len(ENV_PREFIX) :].lower().partition("__")
-        if not sep or section not in SCHEMA or key not in SCHEMA[section]:
-            close = difflib.get_close_matches(name, names, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            problems.append(
-                f"{name}: not a setting{hint}; the environment sets config keys as "
-                f"{ENV_PREFIX}<SECTION>__<KEY>, e.g. {ENV_PREFIX}SERVER__PORT=9000"
-            )
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        usage = (
+            f"config keys are set as {ENV_PREFIX}<SECTION>__<KEY>, e.g. {ENV_PREFIX}SERVER__PORT"
+        )
+        if not sep:
+            # Not our form at all: maybe another tool's (Arize Phoenix has PHOENIX_PORT).
+            # Said, but no reason to refuse to start.
+            log.warning("%s is not a setting of this server%s; %s", name, hint, usage)
             continue
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            value = text
+        if section not in SCHEMA or key not in SCHEMA[section]:
+            problems.append(f"{name}: not a setting{hint}; {usage}")
+            continue
+        if (section, key) in RAW_TEXT_KEYS:
+            value: Any = text  # a secret or a name is text as it is, never YAML
+        else:
+            try:
+                value = yaml.safe_load(text)
+            except (yaml.YAMLError, ValueError):  # ValueError: a 5,000-digit number
+                value = text
         try:
             SCHEMA[section][key](name, value)  # the error names the variable
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
         target = merged.get(section)
-        merged[section] = {**(target if isinstance(target, dict) else {}), key: value}
+        if target is not None and not isinstance(target, dict):
+            continue  # the file's section is wrong: that is reported, not replaced
+        merged[section] = {**(target or {}), key: value}
     return merged
 
 

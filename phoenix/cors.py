@@ -51,13 +51,21 @@ def patterns(host: str, configured: tuple[str, ...] | None) -> tuple[re.Pattern[
 
 def allowed(request: web.Request, origin: str) -> bool:
     """Whether a page from `origin` may use this server."""
-    if origin.lower() == _own_origin(request):
+    if _same_host(request, origin):
         return True
     return any(p.fullmatch(origin.lower()) for p in request.app[ORIGINS])
 
 
-def _own_origin(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}".lower()
+def _same_host(request: web.Request, origin: str) -> bool:
+    """A page of the server's own: the origin's host and port are the Host the request
+    was sent to (the scheme is left out: behind a proxy that ends TLS, the page is https
+    and the request here http). Only the raw Host header counts, one of it, and only an
+    origin-form request target (`/ws`, not `http://other/ws`)."""
+    hosts = request.headers.getall(hdrs.HOST, [])
+    if len(hosts) != 1 or not request.raw_path.startswith("/"):
+        return False
+    _, sep, rest = origin.partition("://")
+    return bool(sep) and rest.lower() == hosts[0].lower()
 
 
 @web.middleware
@@ -94,10 +102,13 @@ async def cors(
 async def allow_origin(request: web.Request, response: web.StreamResponse) -> None:
     """On every response, errors included (a page must be able to read a 401)."""
     origin = request.headers.get(hdrs.ORIGIN)
-    if origin is not None and allowed(request, origin):
+    if origin is None:
+        return
+    # Whatever the answer, it depends on the Origin: no cache may serve it to another.
+    if "Origin" not in response.headers.getall(hdrs.VARY, []):
+        response.headers.add(hdrs.VARY, "Origin")
+    if allowed(request, origin):
         response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
-        if "Origin" not in response.headers.getall(hdrs.VARY, []):
-            response.headers.add(hdrs.VARY, "Origin")
 
 
 ORIGINS = web.AppKey[tuple[re.Pattern[str], ...]]("cors_origins")

@@ -23,6 +23,7 @@ import re
 import resource
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -68,16 +69,21 @@ class JsonFormatter(Formatter):
     with query strings blanked as in the text format."""
 
     def format(self, record: logging.LogRecord) -> str:
+        # Blanked before encoding: on the encoded line the blanking could eat an escape
+        # and let a quoted query string end the JSON string early.
+        def clean(text: str) -> str:
+            return self.QUERY.sub("?[query removed]", text)
+
+        stamp = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
         entry = {
-            "time": self.formatTime(record),
+            "time": stamp.replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": clean(record.getMessage()),
         }
         if record.exc_info:
-            entry["traceback"] = self.formatException(record.exc_info)
-        line = json.dumps(entry, ensure_ascii=True)  # escapes even a lone surrogate
-        return self.QUERY.sub("?[query removed]", line)
+            entry["traceback"] = clean(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=True)  # escapes even a lone surrogate
 
 
 class Throttle:

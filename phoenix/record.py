@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from typing import IO, Any
 
 import aiohttp
@@ -25,20 +26,26 @@ class RecordError(Exception):
 
 
 def public(url: str) -> str:
-    """The URL without its query string: the token must not be printed."""
-    return str(URL(url).with_query(None))
+    """The URL without its query, fragment or user and password: the token must not be
+    printed."""
+    try:
+        u = URL(url)
+        return str(u.with_query(None).with_fragment(None).with_user(None))
+    except ValueError:
+        return "the given URL"
 
 
 async def record(
     url: str,
     channels: list[str],
     filters: dict[str, str],
-    out: IO[bytes],
+    out: Callable[[], IO[bytes]],
     duration: float | None,
     log: IO[str] = sys.stderr,
 ) -> int:
     """Record until `duration` seconds have passed (None: until the server closes or the
-    user interrupts); returns the number of events written."""
+    user interrupts); returns the number of events written. `out` opens the output when
+    the first event arrives, so a failed start leaves an earlier recording as it was."""
     subscribe: dict[str, Any] = {"type": "subscribe", "id": "record", "channels": channels}
     if filters:
         subscribe["filters"] = filters
@@ -49,8 +56,17 @@ async def record(
     async with aiohttp.ClientSession() as session:
         try:
             ws = await session.ws_connect(url, timeout=timeout, autoping=True)
-        except (aiohttp.ClientError, OSError) as exc:
-            raise RecordError(f"cannot connect to {public(url)}: {exc}") from None
+        except aiohttp.WSServerHandshakeError as exc:
+            # Not str(exc): aiohttp's message quotes the whole URL, token and all.
+            raise RecordError(
+                f"cannot connect to {public(url)}: the server answered {exc.status} {exc.message}"
+            ) from None
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            raise RecordError(
+                f"cannot connect to {public(url)}: {type(exc).__name__}"
+                + (f" ({exc.strerror})" if isinstance(exc, OSError) and exc.strerror else "")
+            ) from None
+        sink: IO[bytes] | None = None
         async with ws:
             await ws.send_str(json.dumps(subscribe))
             print(f"recording {', '.join(channels)} from {public(url)}", file=log)
@@ -63,7 +79,11 @@ async def record(
                 except TimeoutError:
                     break
                 if msg.type is aiohttp.WSMsgType.TEXT:
-                    written += _one(msg.data, out, log)
+                    line = _event_line(msg.data, log)
+                    if line is not None:
+                        sink = sink or out()
+                        sink.write(line)
+                        written += 1
                 elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING):
                     print(f"the server closed the connection ({ws.close_code})", file=log)
                     break
@@ -73,21 +93,21 @@ async def record(
     return written
 
 
-def _one(text: str, out: IO[bytes], log: IO[str]) -> int:
+def _event_line(text: str, log: IO[str]) -> bytes | None:
+    """The line to write for one frame: an event exactly as it came, else None."""
     try:
         frame = json.loads(text)
     except ValueError:
         print(f"not JSON, skipped: {text[:80]!r}", file=log)
-        return 0
+        return None
     if not isinstance(frame, dict):
-        return 0
+        return None
     if frame.get("type") == "error":
         error = frame.get("error") or {}
         print(f"error from the server: {error.get('code')}: {error.get('message')}", file=log)
         if error.get("code") in ("UNAUTHORIZED", "INVALID_CHANNEL", "INVALID_MESSAGE"):
             raise RecordError(f"the server refused the subscription: {error.get('message')}")
-        return 0
+        return None
     if frame.get("type") != "event":
-        return 0
-    out.write(text.encode() + b"\n")
-    return 1
+        return None
+    return text.encode() + b"\n"

@@ -61,7 +61,9 @@ class Simulator:
         port: int,
         secret: str,
         recorder: _Recorder,
+        algorithm: str = "HS256",
     ) -> None:
+        self._algorithm = algorithm
         self._loop = loop
         self._app = app
         self._secret = secret
@@ -81,7 +83,15 @@ class Simulator:
         sub: str = "test",
     ) -> str:
         """A JWT this server accepts (`role` admin for the controls)."""
-        return issue(self._secret, sub, time.time(), ttl, role=role, channels=channels)
+        return issue(
+            self._secret,
+            sub,
+            time.time(),
+            ttl,
+            role=role,
+            channels=channels,
+            algorithm=self._algorithm,
+        )
 
     def url(self, token: str | None = None) -> str:
         """The /ws URL with a token (a fresh viewer token by default)."""
@@ -150,19 +160,28 @@ class Simulator:
 
 @contextmanager
 def serve(
-    scenario: str = "demo",
-    seed: int | None = 7,
-    speed: float = 1.0,
-    start: str = DEFAULT_START,
+    scenario: str | None = None,
+    seed: int | None = None,
+    speed: float | None = None,
+    start: str | None = None,
     config: dict[str, Any] | None = None,
 ) -> Iterator[Simulator]:
     """Serve `scenario` (a bundled name or a .yaml path) on a free loopback port for the
     `with` block. `config` is the config file's sections as a dict (README,
-    "Configuration"), e.g. {"limits": {"messages_per_second": 10}}."""
+    "Configuration"), e.g. {"limits": {"messages_per_second": 10}}; the arguments win
+    over its `simulation` section, and without either: demo, seed 7, speed 1, starting
+    2024-01-20T10:00:00Z, so that a test repeats."""
     secret = secrets.token_hex(32)
-    raw: dict[str, Any] = {k: dict(v) for k, v in (config or {}).items()}
+    raw: dict[str, Any] = {k: dict(v or {}) for k, v in (config or {}).items()}
     raw.setdefault("auth", {})["jwt_secret"] = secret
-    raw.setdefault("simulation", {}).update(speed=speed)
+    sim = raw.setdefault("simulation", {})
+    for key, value, default in (
+        ("scenario", scenario, "demo"),
+        ("seed", seed, 7),
+        ("speed", speed, 1.0),
+        ("start", start, DEFAULT_START),
+    ):
+        sim[key] = value if value is not None else sim.get(key, default)
     cfg = parse_config(raw, {})
     loop = asyncio.new_event_loop()
     ready: dict[str, Any] = {}
@@ -174,18 +193,26 @@ def serve(
         nonlocal stopping
         stopping = asyncio.Event()
         try:
-            source, info = scenario_source(scenario, seed, start)
+            source, info = scenario_source(
+                cfg.simulation.scenario, cfg.simulation.seed, cfg.simulation.start
+            )
             app = create_app(cfg, source, info)
             # Before the feed starts (at setup): from the first event on.
             app[HUB].subscribe(recorder, CHANNELS, {})
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
+        except BaseException as exc:
+            ready["error"] = exc
+            started.set()
+            return
+        try:
             site = web.TCPSite(runner, "127.0.0.1", 0)
             await site.start()
             ready["app"] = app
             ready["port"] = runner.addresses[0][1]
         except BaseException as exc:
             ready["error"] = exc
+            await runner.cleanup()  # the feed and the rest that setup started
             started.set()
             return
         started.set()
@@ -200,13 +227,17 @@ def serve(
         raise RuntimeError("the simulator did not start within 60 s")
     if "error" in ready:
         thread.join(10)
-        loop.close()
+        if not thread.is_alive():
+            loop.close()
         raise ready["error"]
-    sim = Simulator(loop, ready["app"], ready["port"], secret, recorder)
+    simulator = Simulator(
+        loop, ready["app"], ready["port"], secret, recorder, cfg.auth.algorithms[0]
+    )
     try:
-        yield sim
+        yield simulator
     finally:
         assert stopping is not None
         loop.call_soon_threadsafe(stopping.set)
         thread.join(30)
-        loop.close()
+        if not thread.is_alive():  # else leave it: closing a running loop would raise
+            loop.close()

@@ -120,9 +120,12 @@ class Engine:
         ok = isinstance(per_second, int | float) and not isinstance(per_second, bool)
         # An int is compared as it is (a 400-digit one does not fit a float).
         ok = ok and (isinstance(per_second, int) or math.isfinite(per_second))
-        if not ok or not 0 < per_second <= 1_000_000:
+        # At least one event a million seconds: 1/rate must stay a finite interval.
+        if not ok or not 1e-6 <= per_second <= 1_000_000:
+            shown = repr(per_second)
+            shown = shown if len(shown) <= 40 else shown[:40] + "..."
             raise ScenarioError(
-                f"set_rate: per_second: expected a number in (0, 1000000], got {per_second!r}"
+                f"set_rate: per_second: expected a number from 0.000001 to 1000000, got {shown}"
             )
         if channel != "agents" and per_second > 1:
             raise ScenarioError(

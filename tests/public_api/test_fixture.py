@@ -50,3 +50,16 @@ async def test_a_fault(phoenix_sim) -> None:
         while (await ws.receive(timeout=10)).type == aiohttp.WSMsgType.TEXT:
             pass
         assert ws.close_code == 4000
+
+
+def test_serve_takes_the_config_and_its_tokens_follow_it() -> None:
+    config = {"auth": {"algorithms": ["HS512"]}, "simulation": {"seed": 3, "speed": 2}}
+    with serve(config=config) as sim:
+        state = sim.state()
+        assert (state["seed"], state["speed"]) == (3, 2.0)
+        header = sim.token().split(".")[0]
+        import base64
+
+        assert b"HS512" in base64.urlsafe_b64decode(header + "==")
+    with serve(config=config, seed=5) as sim:  # an argument wins over the config
+        assert sim.state()["seed"] == 5

@@ -268,9 +268,21 @@ def test_the_environment_sets_any_config_key_and_refuses_typos() -> None:
     done = run("check", env=env(PHOENIX_SERVER__PORT="9123", PHOENIX_LIMITS__OUTBOUND_QUEUE="50"))
     assert done.returncode == 0, done.stderr
     assert "serving on 127.0.0.1:9123" in done.stdout
-    typo = run("check", env=env(PHOENIX_PORT="9123"))
+    # Not our form: perhaps another tool's variable (Arize Phoenix has PHOENIX_PORT).
+    other = run("check", env=env(PHOENIX_PORT="9123"))
+    assert other.returncode == 0
+    assert "PHOENIX_PORT is not a setting of this server (did you mean" in other.stderr
+    typo = run("check", env=env(PHOENIX_SERVER__PROT="9123"))
     assert typo.returncode == 2
-    assert "PHOENIX_PORT: not a setting (did you mean PHOENIX_SERVER__PORT?)" in typo.stderr
+    assert "PHOENIX_SERVER__PROT: not a setting (did you mean PHOENIX_SERVER__PORT?)" in (
+        typo.stderr
+    )
+    # A secret is text as it is (digits, a #), and an error never shows it.
+    secret = "1234567890" * 4 + " #tail"
+    ok = run("check", env=env(PHOENIX_AUTH__JWT_SECRET=secret))
+    assert ok.returncode == 0, ok.stderr
+    empty = run("check", env=env(PHOENIX_AUTH__JWT_SECRET=""))
+    assert empty.returncode == 2 and "an empty string" in empty.stderr
     bad = run("check", env=env(PHOENIX_SERVER__PORT="lots"))
     assert bad.returncode == 2 and "PHOENIX_SERVER__PORT: expected a port number" in bad.stderr
 
@@ -332,11 +344,11 @@ async def test_log_format_json_and_log_level() -> None:
 def test_check_reports_every_problem_in_one_run(tmp_path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("server:\n  port: 99999\n  hots: x\nlimits:\n  outbound_queue: -1\nbogus: {}\n")
-    done = run("check", "--config", str(bad), env=env(PHOENIX_PORT="1"))
+    done = run("check", "--config", str(bad), env=env(PHOENIX_SERVER__PROT="1"))
     assert done.returncode == 2
     assert "5 problems:" in done.stderr
     for part in (
-        "PHOENIX_PORT: not a setting",
+        "PHOENIX_SERVER__PROT: not a setting",
         "bad.yaml: server.port: expected a port number",
         "bad.yaml: server.hots: unknown setting",
         "bad.yaml: limits.outbound_queue: expected a whole number",
@@ -418,6 +430,23 @@ def test_record_refuses_a_bad_url_or_channel() -> None:
     down = run("record", "ws://127.0.0.1:9/ws?token=secret-token")
     assert down.returncode == 2 and "cannot connect" in down.stderr
     assert "secret-token" not in down.stderr
+    assert run("record", "ws://127.0.0.1:99999/ws").returncode == 2  # no traceback
+
+
+async def test_record_never_prints_the_token_and_keeps_an_old_recording(tmp_path) -> None:
+    old = tmp_path / "old.jsonl"
+    old.write_text("an earlier recording\n")
+    srv = ServerProcess("--start", START)
+    try:
+        await asyncio.to_thread(srv.wait_ready)
+        url = f"ws://user:pass@127.0.0.1:{srv.port}/nowhere?token=secret-token"
+        done = await asyncio.to_thread(run, "record", url, "--out", str(old))
+    finally:
+        srv.stop()
+    assert done.returncode == 2
+    assert "the server answered 404" in done.stderr
+    assert "secret-token" not in done.stderr and "pass" not in done.stderr
+    assert old.read_text() == "an earlier recording\n"
 
 
 def test_token_count_mints_many_tokens_for_distinct_users() -> None:

@@ -73,3 +73,15 @@ def test_off_loopback_the_default_allows_no_other_origin() -> None:
     with pytest.raises(ConfigError, match=r"server.cors_origins\[0\]: expected an origin"):
         parse_config({"server": {"cors_origins": ["localhost:5173/path"]}}, {})
     assert make_config(server={"cors_origins": []}).server.cors_origins == ()
+
+
+async def test_vary_origin_on_every_answer_to_a_page_and_own_origin_by_host(
+    server: Server,
+) -> None:
+    refused = await server.client.get("/health", headers={"Origin": "http://evil.com"})
+    assert "Origin" in refused.headers.getall("Vary")
+    assert "Access-Control-Allow-Origin" not in refused.headers
+    # The server's own page behind a TLS proxy: https origin, plain http here.
+    host = f"{server.client.host}:{server.client.port}"
+    own = await server.client.get("/ws", headers={"Origin": f"https://{host}"})
+    assert own.status != 403

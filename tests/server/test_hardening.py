@@ -486,6 +486,7 @@ async def test_set_rate_raises_a_rate_while_running_and_checks_its_values(aiohtt
         ({"channel": ["agents"], "per_second": 5}, "channel"),
         ({"channel": "agents", "per_second": 10**400}, "per_second"),
         ({"channel": "agents", "per_second": 0}, "per_second"),
+        ({"channel": "metrics", "per_second": 5e-324}, "per_second"),
         ({"channel": "metrics", "per_second": 5}, "per_second"),
         ({"channel": "agents"}, "per_second"),
     ]:

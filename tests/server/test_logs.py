@@ -150,3 +150,22 @@ async def test_a_malformed_request_is_one_line_and_a_flood_of_them_a_few() -> No
     assert counted + shown == 201
     # Nor does the access log write a line for each of them.
     assert sum("aiohttp.access" in line and '" 400 ' in line for line in out.splitlines()) == 0
+
+
+def test_json_lines_blank_queries_and_stay_json() -> None:
+    import json
+    import logging
+
+    from phoenix.logs import JsonFormatter
+
+    record = logging.LogRecord(
+        "phoenix", logging.WARNING, __file__, 1, 'bad "GET /ws?token=abc" x', None, None
+    )
+    line = JsonFormatter().format(record)
+    entry = json.loads(line)
+    assert "abc" not in line and "[query removed]" in entry["message"]
+    assert entry["time"].endswith("Z") and entry["level"] == "WARNING"
+    forged = logging.LogRecord(
+        "phoenix", logging.INFO, __file__, 1, '?a=b", "level": "CRITICAL', None, None
+    )
+    assert json.loads(JsonFormatter().format(forged))["level"] == "INFO"
