@@ -454,10 +454,15 @@ class Engine:
         return tags
 
     def _alert_triggered(self, t: float, a: Alert) -> Event:
-        data: dict[str, Any] = {"alert_id": a.alert_id, "name": a.name, "severity": a.severity}
-        if a.experiment_id is not None:
-            data["experiment_id"] = a.experiment_id
-        data.update(condition=a.condition, current_value=a.current_value)
+        # Every field of the reference's example, experiment_id null for a fleet-wide alert.
+        data: dict[str, Any] = {
+            "alert_id": a.alert_id,
+            "name": a.name,
+            "severity": a.severity,
+            "experiment_id": a.experiment_id,
+            "condition": a.condition,
+            "current_value": a.current_value,
+        }
         return Event(t, "alerts", "alert.triggered", data, self._alert_tags(a))
 
     def _alert_resolved(self, t: float, a: Alert) -> Event:
@@ -470,9 +475,8 @@ class Engine:
             "duration_seconds": int(seconds),
             "name": a.name,
             "severity": a.severity,
+            "experiment_id": a.experiment_id,  # null for a fleet-wide alert
         }
-        if a.experiment_id is not None:
-            data["experiment_id"] = a.experiment_id
         return Event(t, "alerts", "alert.resolved", data, self._alert_tags(a))
 
     # ------------------------------------------------------------------ cost

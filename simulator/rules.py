@@ -87,9 +87,8 @@ class Alert:
             "alert_id": self.alert_id,
             "name": self.name,
             "severity": self.severity,
+            "experiment_id": self.experiment_id,  # null for a fleet-wide alert
         }
-        if self.experiment_id is not None:
-            out["experiment_id"] = self.experiment_id
         out.update(
             condition=self.condition,
             current_value=self.current_value,

@@ -461,3 +461,15 @@ def test_agents_join_is_capped():
     eng.inject({"type": "agents_join", "params": {"count": MAX_AGENTS}})
     eng.advance_to(START + 1)
     assert eng.fleet.size == MAX_AGENTS
+
+
+def test_a_fleet_wide_alert_has_every_field_of_the_reference_with_a_null_experiment(demo):
+    events = Engine(demo, seed=7, start=START).advance_to(START + 600)
+    fleet = [e for e in events if e.channel == "alerts" and e.data["name"] == "Fleet Capacity Low"]
+    assert {e.name for e in fleet} == {"alert.triggered", "alert.resolved"}
+    triggered = next(e for e in fleet if e.name == "alert.triggered")
+    assert set(triggered.data) >= {
+        "alert_id", "name", "severity", "experiment_id", "condition", "current_value"
+    }  # fmt: skip
+    assert all(e.data["experiment_id"] is None for e in fleet)
+    assert "experiment_id" not in triggered.tags  # so a filter on an experiment passes it
