@@ -324,12 +324,10 @@ class ExperimentRun:
             return out
         broken = [d for d in self.deployments if d.status == "failed"]
         if broken:
-            d = broken[0]
-            return out + self._fail(
-                tick,
-                t,
-                f"Deployment failed: {d.failed} of {d.total} agents failed ({d.variant})",
-            )
+            # The worst first: the reason must blame the deployment that failed most.
+            broken.sort(key=lambda d: d.failed / max(1, d.total), reverse=True)
+            what = "; ".join(f"{d.failed} of {d.total} agents failed ({d.variant})" for d in broken)
+            return out + self._fail(tick, t, f"Deployment failed: {what}")
         for dep in self.deployments:
             self.in_use &= ~dep.fails
         # Both variants' successful agent deployments: the reference's deployment_count.

@@ -473,3 +473,25 @@ def test_a_fleet_wide_alert_has_every_field_of_the_reference_with_a_null_experim
     }  # fmt: skip
     assert all(e.data["experiment_id"] is None for e in fleet)
     assert "experiment_id" not in triggered.tags  # so a filter on an experiment passes it
+
+
+def test_a_failed_rollout_blames_the_worst_deployment_first():
+    import re
+
+    sc = load_scenario("experiment-failure")
+    eng = Engine(sc, seed=sc.seed or 1, start=sc.start or START)
+    events = eng.advance_to(eng.now + 1800)
+    failed = next(
+        e for e in events if e.name == "experiment.failed" and "Deployment" in e.data["error"]
+    )
+    exp = failed.data["id"]
+    done = {
+        e.data["variant"] if "variant" in e.data else e.data["deployment_id"]: e.data["failed"]
+        for e in events
+        if e.name == "deployment.completed" and e.data.get("experiment_id") == exp
+    }
+    blamed = re.findall(r"(\d+) of \d+ agents failed \((\w+)\)", failed.data["error"])
+    assert len(blamed) == len(done) == 2
+    counts = [int(n) for n, _ in blamed]
+    assert counts == sorted(counts, reverse=True)  # the worst first
+    assert counts[0] == max(done.values())
