@@ -235,8 +235,7 @@ def _set_rate(request: web.Request, body: dict[str, Any]) -> None:
     try:
         set_rate(body["channel"], body["per_second"])
     except ScenarioError as exc:
-        field = "channel" if "channel:" in str(exc) else "per_second"
-        raise _bad(field, str(exc).split(": ", 2)[-1]) from None
+        raise _bad(exc.field, exc.problem) from None
 
 
 def _as_in_config(body: dict[str, Any], field: str) -> Any:

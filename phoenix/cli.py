@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import IO
 
+from phoenix.auth import MAX_SUB_LENGTH as MAX_SUB  # the server refuses a longer `sub`
 from phoenix.config import Config, ConfigError, load_config, parse_config
 from phoenix.replay import ReplayError
 from simulator.clock import format_duration, parse_duration, parse_start, rfc3339
@@ -28,7 +29,6 @@ from simulator.scenario import ScenarioError
 
 DEFAULT_CONFIG = "config.yaml"
 MAX_TTL = 315_360_000  # seconds: a token lives at most 10 years
-MAX_SUB = 256  # characters: the server refuses a longer `sub` (phoenix.auth.MAX_SUB_LENGTH)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,13 +317,23 @@ def _channels() -> tuple[str, ...]:
     return CHANNELS
 
 
+def _channel_list(text: str) -> list[str]:
+    """--channels a,b: known channel names, at least one."""
+    channels = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = [c for c in channels if c not in _channels()]
+    if unknown or not channels:
+        raise ConfigError(
+            f"--channels: unknown {unknown}; valid: {', '.join(_channels())}"
+            if unknown
+            else f"--channels: expected some of {', '.join(_channels())}"
+        )
+    return channels
+
+
 def _record(args: argparse.Namespace) -> int:
     from phoenix.record import RecordError, record
 
-    channels = [c.strip() for c in args.channels.split(",") if c.strip()]
-    unknown = [c for c in channels if c not in _channels()]
-    if unknown or not channels:
-        raise ConfigError(f"--channels: expected some of {', '.join(_channels())}")
+    channels = _channel_list(args.channels)
     filters = {}
     for item in args.filters:
         key, sep, value = item.partition("=")
@@ -435,17 +445,11 @@ class _Progress:
 def _token(args: argparse.Namespace) -> int:
     from phoenix.auth import issue
     from phoenix.protocol import is_text
-    from simulator.events import CHANNELS
 
     config = _load(args)
     if args.decode is not None:
         return _decode(args.decode, config)
-    channels = None
-    if args.channels is not None:
-        channels = [c.strip() for c in args.channels.split(",") if c.strip()]
-        unknown = [c for c in channels if c not in CHANNELS]
-        if unknown:
-            raise ConfigError(f"--channels: unknown {unknown}; valid: {', '.join(CHANNELS)}")
+    channels = None if args.channels is None else _channel_list(args.channels)
     ttl = _ttl(args.ttl)
     if not args.sub or len(args.sub) > MAX_SUB or not is_text(args.sub):
         raise ConfigError(f"--sub: expected 1 to {MAX_SUB} characters of text, got {len(args.sub)}")

@@ -207,8 +207,9 @@ def _count(path: str, v: Any) -> int:
 
 
 def _excerpt(v: Any) -> str:
-    text = repr(v)
-    return text if len(text) <= 40 else text[:40] + "..."
+    from simulator.scenario import excerpt
+
+    return excerpt(repr(v))
 
 
 def _algorithms(path: str, v: Any) -> tuple[str, ...]:

@@ -436,10 +436,10 @@ class Connection:
             self._transport.abort()
 
     def heartbeat_timeout(self, interval: float) -> None:
-        """The client did not answer the heartbeat's ping: it is gone, or stuck and not
-        reading. aiohttp has only asked the transport to close, and a transport closes
-        once its write buffer has drained: to a client that reads nothing, never. So the
-        connection (and its user's slot) would be held for good: cut it now."""
+        """The client did not answer the heartbeat's ping (phoenix.heartbeat): it is gone,
+        or stuck and not reading. Closing the transport would wait for its write buffer
+        to drain: to a client that reads nothing, never, and the connection (and its
+        user's slot) would be held for good. So it is cut now."""
         if self.reason is None:
             log.warning(
                 "heartbeat timeout %s (sub=%s): no pong within %g s of a ping, dropping",

@@ -120,11 +120,6 @@ def _between(channel: str, name: str) -> bytes:
     return b'","type":"event","channel":' + encode(channel) + b',"event":' + encode(name)
 
 
-@lru_cache(maxsize=4096)
-def _stamp(second: int) -> bytes:
-    return b',"timestamp":"' + rfc3339(second).encode() + b'"}'
-
-
 def event_frame(seq: int, event: Event, data: dict[str, Any] | None = None) -> bytes:
     """The wire bytes of an event: exactly `encode(event_payload(...))`, assembled from
     parts so that only `data` is serialised per event (a tick's events share a second,
@@ -133,14 +128,14 @@ def event_frame(seq: int, event: Event, data: dict[str, Any] | None = None) -> b
         body = event.raw  # made as JSON by the simulation (heartbeats)
     else:
         body = encode(event.data if data is None else data)
-    t = event.time
-    stamp = _stamp(int(t)) if t % 1 == 0 else _stamp_ms(round(t * 1000))
+    stamp = _stamp(round(event.time * 1000))
     return b'{"id":"evt-%d%b,"data":%b%b' % (seq, _between(event.channel, event.name), body, stamp)
 
 
 @lru_cache(maxsize=4096)
-def _stamp_ms(ms: int) -> bytes:
-    # Heartbeats above one per agent per second: a few distinct instants per tick.
+def _stamp(ms: int) -> bytes:
+    # A tick's events share an instant (a few within it for heartbeats above one per
+    # agent per second): formatted once each.
     return b',"timestamp":"' + timestamp(ms / 1000).encode() + b'"}'
 
 

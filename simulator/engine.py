@@ -24,7 +24,14 @@ from simulator.experiments import ExperimentRun, Lab
 from simulator.faults import ActiveFault, GlobalEffects, effects_at
 from simulator.fleet import FleetState
 from simulator.rules import Alert, RuleBook
-from simulator.scenario import MAX_AGENTS, Fault, Scenario, ScenarioError, check_fault
+from simulator.scenario import (
+    MAX_AGENTS,
+    Fault,
+    Scenario,
+    ScenarioError,
+    check_fault,
+    excerpt,
+)
 
 MIN_DOWNTIME = 10.0  # seconds: a churned agent is away at least this long
 RATE_CHANNELS = ("agents", "metrics", "cost-flow")
@@ -114,25 +121,22 @@ class Engine:
     def set_rate(self, channel: str, per_second: float) -> None:
         """Firehose control: target simulated events per second on a channel."""
         if channel not in RATE_CHANNELS:
-            raise ScenarioError(
-                f"set_rate: channel: expected one of {', '.join(RATE_CHANNELS)}, got {channel!r}"
-            )
+            problem = f"expected one of {', '.join(RATE_CHANNELS)}, got {excerpt(repr(channel))}"
+            raise ScenarioError(f"set_rate: channel: {problem}", "channel", problem)
         ok = isinstance(per_second, int | float) and not isinstance(per_second, bool)
         # An int is compared as it is (a 400-digit one does not fit a float).
         ok = ok and (isinstance(per_second, int) or math.isfinite(per_second))
         # At least one event a million seconds: 1/rate must stay a finite interval.
         if not ok or not 1e-6 <= per_second <= 1_000_000:
-            shown = repr(per_second)
-            shown = shown if len(shown) <= 40 else shown[:40] + "..."
-            raise ScenarioError(
-                f"set_rate: per_second: expected a number from 0.000001 to 1000000, got {shown}"
-            )
+            problem = f"expected a number from 0.000001 to 1000000, got {excerpt(repr(per_second))}"
+            raise ScenarioError(f"set_rate: per_second: {problem}", "per_second", problem)
         if channel != "agents" and per_second > 1:
-            raise ScenarioError(
-                f"set_rate: {channel}: at most 1/s, got {per_second:g}/s: an update is a "
-                "snapshot of one tick (one simulated second); only heartbeats (agents) go "
-                "faster, spread within the second"
+            problem = (
+                f"{channel}: at most 1/s, got {per_second:g}/s: an update is a snapshot of one "
+                "tick (one simulated second); only heartbeats (agents) go faster, spread "
+                "within the second"
             )
+            raise ScenarioError(f"set_rate: {problem}", "per_second", problem)
         if channel == "agents":
             # Before the first tick no agent is online yet: size the interval for the
             # fleet the scenario starts with.

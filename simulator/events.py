@@ -42,7 +42,8 @@ class Event:
 
     def __init__(
         self,
-        time: float,  # simulated UNIX seconds (tick-aligned, whole seconds)
+        time: float,  # simulated UNIX seconds: its tick's, or within the second before it
+        # for heartbeats above one per agent per second
         channel: str,  # one of CHANNELS, or CONTROL
         name: str,  # "experiment.created", ... ; for CONTROL: "fault.start" / "fault.end"
         data: dict[str, Any] | None = None,  # JSON-ready, exactly the wire's "data"

@@ -250,7 +250,7 @@ def load_scenario(name_or_path: str, max_bytes: int = MAX_SCENARIO_BYTES) -> Sce
         if not bundled.is_file():
             names = sorted(p.stem for p in scenarios_dir().glob("*.yaml"))
             raise ScenarioError(
-                f"unknown scenario '{_excerpt(name_or_path)}'"
+                f"unknown scenario '{excerpt(name_or_path)}'"
                 f"{_did_you_mean(name_or_path, names)}; bundled: {', '.join(names)}"
             )
         path = bundled
@@ -262,7 +262,7 @@ def read_scenario_file(path: Path, max_bytes: int = MAX_SCENARIO_BYTES) -> str:
     `max_bytes`: a FIFO would block the reader until someone writes to it, and a device
     such as /dev/zero never ends. The checks are made on the opened file, so the path
     cannot be swapped for something else between a check and the read."""
-    name = _excerpt(path.name)
+    name = excerpt(path.name)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
@@ -367,7 +367,7 @@ def _record_lines(
 EXCERPT = 40
 
 
-def _excerpt(text: str) -> str:
+def excerpt(text: str) -> str:
     return text if len(text) <= EXCERPT else text[:EXCERPT] + "..."
 
 
@@ -377,7 +377,7 @@ def _path_text(path: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + _excerpt(str(part))
+            out += ("." if out else "") + excerpt(str(part))
     return out or "(top level)"
 
 
@@ -388,12 +388,12 @@ def _did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 def _show(value: Any) -> str:
     if isinstance(value, str):
-        return repr(_excerpt(value))
+        return repr(excerpt(value))
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return _excerpt(repr(value))
+    return excerpt(repr(value))
 
 
 # --------------------------------------------------------------------------- checks

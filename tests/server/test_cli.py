@@ -38,6 +38,17 @@ async def _close_code(ws: aiohttp.ClientWebSocketResponse) -> int | None:
             return ws.close_code  # no close frame came
 
 
+async def _subscribed(
+    session: aiohttp.ClientSession, base: str, tok: str, channels: list[str], n: int = 3
+) -> list[aiohttp.ClientWebSocketResponse]:
+    """n sockets of one user, each subscribed to `channels`."""
+    socks = [await session.ws_connect(f"{base}/ws?token={tok}") for _ in range(n)]
+    for ws in socks:
+        await ws.send_str(json.dumps({"type": "subscribe", "channels": channels}))
+        assert json.loads((await ws.receive(timeout=15)).data)["status"] == "ok"
+    return socks
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 async def test_a_signal_closes_every_socket_1001_and_exits_0(sig: signal.Signals) -> None:
     srv = ServerProcess("--scenario", "demo", "--seed", "1", "--start", START, "--speed", "5")
@@ -45,10 +56,7 @@ async def test_a_signal_closes_every_socket_1001_and_exits_0(sig: signal.Signals
         await asyncio.to_thread(srv.wait_ready)
         tok = run("token", "--sub", "t").stdout.strip()
         async with aiohttp.ClientSession() as session:
-            socks = [await session.ws_connect(f"{srv.base}/ws?token={tok}") for _ in range(3)]
-            for ws in socks:
-                await ws.send_str('{"type":"subscribe","channels":["agents","metrics"]}')
-                assert json.loads((await ws.receive(timeout=15)).data)["status"] == "ok"
+            socks = await _subscribed(session, srv.base, tok, ["agents", "metrics"])
             srv.proc.send_signal(sig)
             assert [await _close_code(ws) for ws in socks] == [1001, 1001, 1001]
         assert await asyncio.to_thread(srv.proc.wait, 15) == 0
@@ -75,10 +83,7 @@ async def test_sigterm_closes_1001_a_client_with_frames_queued(tmp_path) -> None
         await asyncio.to_thread(srv.wait_ready)
         tok = run("token", "--sub", "t").stdout.strip()
         async with aiohttp.ClientSession() as session:
-            socks = [await session.ws_connect(f"{srv.base}/ws?token={tok}") for _ in range(3)]
-            for ws in socks:
-                await ws.send_str('{"type":"subscribe","channels":["agents"]}')
-                assert json.loads((await ws.receive(timeout=15)).data)["status"] == "ok"
+            socks = await _subscribed(session, srv.base, tok, ["agents"])
             reader, stalled = socks[0], socks[1:]
             reading = asyncio.ensure_future(_close_code(reader))
             # The others read nothing (aiohttp stops reading their sockets): once their
