@@ -7,7 +7,6 @@ for a bad body.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -18,11 +17,10 @@ from aiohttp import web
 
 from phoenix import protocol
 from phoenix.auth import AuthError, Claims, verify
-from phoenix.config import MAX_STEP, SCHEMA, ConfigError
-from phoenix.keys import CONFIG, FAULTS, FEED, METRICS
+from phoenix.control import ControlError
+from phoenix.keys import CONFIG, CONTROL, FAULTS, METRICS
 from phoenix.protocol import ProtocolError
-from phoenix.sources import restartable, scenario_source
-from simulator.scenario import ScenarioError, bundled_scenarios
+from simulator.scenario import bundled_scenarios
 
 log = logging.getLogger("phoenix.api")
 
@@ -106,23 +104,41 @@ def _bad(field: str | None, problem: str, **details: Any) -> web.HTTPBadRequest:
 # --- snapshots -------------------------------------------------------------------
 
 
-def _snapshot(request: web.Request) -> dict[str, Any]:
-    return request.app[FEED].source.snapshot()
+async def _snapshot(request: web.Request) -> dict[str, Any]:
+    return await _call(request.app[CONTROL].snapshot())
+
+
+async def _call(pending: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """A control's answer, or its refusal as an HTTP error that names the field."""
+    try:
+        return await pending
+    except ControlError as exc:
+        if exc.status == 503:
+            raise _unavailable(exc.problem) from None
+        raise _bad(exc.field, exc.problem) from None
+
+
+def _unavailable(problem: str) -> web.HTTPServiceUnavailable:
+    return web.HTTPServiceUnavailable(
+        text=json.dumps({"error": problem, "details": {"reason": "engine_unavailable"}}),
+        content_type="application/json",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _collection(name: str) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         if (denied := _channel_denied(request, name)) is not None:
             return denied
-        state = request.app[FEED].state()
-        items = _snapshot(request)[name]
+        snap = await _snapshot(request)
+        items = snap[name]
         # last_event_id: subscribe with `since` from it to miss nothing after the snapshot.
         return web.json_response(
             {
                 name: items,
                 "count": len(items),
-                "as_of": state["simulated_time"],
-                "last_event_id": state["last_event_id"],
+                "as_of": snap["sim"]["simulated_time"],
+                "last_event_id": snap["sim"]["last_event_id"],
             }
         )
 
@@ -141,7 +157,7 @@ async def experiment(request: web.Request) -> web.Response:
     if (denied := _channel_denied(request, "experiments")) is not None:
         return denied
     exp_id = request.match_info["id"]
-    for item in _snapshot(request)["experiments"]:
+    for item in (await _snapshot(request))["experiments"]:
         if item.get("id") == exp_id:
             return web.json_response(item)
     return _error(404, f"no experiment '{exp_id}'")
@@ -152,117 +168,26 @@ async def experiment(request: web.Request) -> web.Response:
 
 @viewer
 async def sim_state(request: web.Request) -> web.Response:
-    return web.json_response(_state(request))
+    return web.json_response(await _state(request))
 
 
-def _state(request: web.Request) -> dict[str, Any]:
-    return {**request.app[FEED].state(), "faults": request.app[FAULTS].active()}
-
-
-ACTIONS = ("pause", "resume", "step", "speed", "restart", "set_rate")
+async def _state(request: web.Request, state: dict[str, Any] | None = None) -> dict[str, Any]:
+    if state is None:
+        state = await _call(request.app[CONTROL].state())
+    return {**state, "faults": request.app[FAULTS].active()}
 
 
 @admin
 async def sim_control(request: web.Request) -> web.Response:
     body = await _body(request)
-    feed = request.app[FEED]
-    action = body.get("action")
-    if action not in ACTIONS:
-        raise _bad("action", f"expected one of {', '.join(ACTIONS)}, got {action!r}")
-    allowed = {"action", *_ACTION_FIELDS[action]}
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise _bad(unknown[0], f"not a field of '{action}' (fields: {sorted(allowed)})")
-    if action == "pause":
-        feed.pause()
-    elif action == "resume":
-        feed.resume()
-    elif action == "speed":
-        if body.get("speed") is None:
-            raise _bad("speed", "required: a number > 0")
-        feed.set_speed(_as_in_config(body, "speed"))
-    elif action == "step":
-        await feed.advance(_positive(body, "seconds", MAX_STEP) or 1.0)
-    elif action == "set_rate":
-        _set_rate(request, body)
-    else:
-        await _restart(request, body)
-    log.info("simulation %s by admin: %s", action, feed.state())
-    return web.json_response(_state(request))
-
-
-_ACTION_FIELDS: dict[str, tuple[str, ...]] = {
-    "pause": (),
-    "resume": (),
-    "step": ("seconds",),
-    "set_rate": ("channel", "per_second"),
-    "speed": ("speed",),
-    "restart": ("scenario", "seed", "start", "speed"),
-}
-
-
-async def _restart(request: web.Request, body: dict[str, Any]) -> None:
-    feed, sim = request.app[FEED], request.app[CONFIG].simulation
-    scenario = body.get("scenario", feed.info.ref or feed.info.name)
-    if not isinstance(scenario, str) or not scenario:
-        raise _bad("scenario", "expected a scenario name or path")
-    seed, start = _as_in_config(body, "seed"), _as_in_config(body, "start")
-    speed = _as_in_config(body, "speed") if body.get("speed") is not None else None
-    try:
-        ref = restartable(scenario, sim.scenario_dirs, feed.info.ref)
-        # Off the loop: reading and checking a file and building a fleet take time.
-        source, info = await asyncio.to_thread(
-            scenario_source, ref, seed, start, sim.max_scenario_bytes
-        )
-    except ScenarioError as exc:
-        raise _bad("scenario", str(exc)) from None
-    except (ValueError, OSError) as exc:
-        raise _bad("start" if start is not None else "scenario", str(exc)) from None
-    feed.load(source, info, speed)  # which ends the old run's faults
-
-
-def _set_rate(request: web.Request, body: dict[str, Any]) -> None:
-    """The firehose control: a channel's rate, as `serve --rate` sets it at start; it
-    holds until the run ends (a restart or the scenario's loop starts at its own rates)."""
-    set_rate = getattr(request.app[FEED].source, "set_rate", None)
-    if set_rate is None:
-        raise _bad("action", "a replayed stream plays at its recorded rate; use speed")
-    for field in ("channel", "per_second"):
-        if field not in body:
-            raise _bad(field, "required")
-    if not isinstance(body["channel"], str) or len(body["channel"]) > 64:
-        raise _bad("channel", "expected agents, metrics or cost-flow")
-    try:
-        set_rate(body["channel"], body["per_second"])
-    except ScenarioError as exc:
-        raise _bad(exc.field, exc.problem) from None
-
-
-def _as_in_config(body: dict[str, Any], field: str) -> Any:
-    """A restart's seed, start or speed, checked as `simulation.<field>` in config.yaml is."""
-    try:
-        return SCHEMA["simulation"][field](field, body.get(field))
-    except ConfigError as exc:
-        raise _bad(field, str(exc).removeprefix(f"{field}: ")) from None
-
-
-def _positive(body: dict[str, Any], field: str, maximum: float) -> float | None:
-    value = body.get(field)
-    if value is None:
-        return None
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not 0 < value <= maximum:
-        raise _bad(field, f"expected a number > 0 and at most {maximum:g}, got {value!r}")
-    return float(value)
+    state = await _call(request.app[CONTROL].command(body))
+    return web.json_response(await _state(request, state))
 
 
 @admin
 async def inject_fault(request: web.Request) -> web.Response:
     body = await _body(request)
-    try:
-        accepted = request.app[FAULTS].inject(body)
-    except ScenarioError as exc:
-        raise _bad(exc.field, exc.problem) from None
+    accepted = await _call(request.app[CONTROL].inject(body))
     return web.json_response(accepted, status=202)
 
 

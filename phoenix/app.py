@@ -21,10 +21,11 @@ from aiohttp.abc import AbstractAccessLogger
 
 from phoenix import api, cors, faults, headers, logs, views
 from phoenix.config import Config
+from phoenix.control import LocalControl
 from phoenix.feed import Feed, Source, SourceInfo
 from phoenix.heartbeat import heartbeat
 from phoenix.hub import Hub
-from phoenix.keys import CONFIG, CONNECTIONS, FAULTS, FEED, HUB, METRICS, STARTED
+from phoenix.keys import CONFIG, CONNECTIONS, CONTROL, FAULTS, FEED, HUB, METRICS, STARTED
 from phoenix.metrics import Metrics, counter, gauge
 from phoenix.protocol import Close
 from phoenix.registry import Registry
@@ -53,6 +54,7 @@ def create_app(
         source, info = source_from_config(config.simulation)
     reload = _reloader(config.simulation.max_scenario_bytes) if config.simulation.loop else None
     app[FAULTS] = faults.Faults(app)
+    app[CONTROL] = LocalControl(lambda: app[FEED], config.simulation)
     app[FEED] = Feed(
         hub,
         source,

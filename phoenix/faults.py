@@ -29,7 +29,7 @@ from phoenix.hub import Published
 from phoenix.protocol import Close
 from simulator.clock import rfc3339
 from simulator.events import Event
-from simulator.scenario import DELIVERY_FAULTS, ScenarioError
+from simulator.scenario import DELIVERY_FAULTS
 
 log = logging.getLogger("phoenix.faults")
 
@@ -158,17 +158,6 @@ class Faults:
     def _end_this(self, fault: Active) -> None:
         if self._active.get(fault.id) is fault:  # not a later fault with the same id
             self.end(fault.id)
-
-    def inject(self, body: dict[str, Any]) -> dict[str, Any]:
-        """A fault now (POST /api/sim/faults): the source checks it against the scenario
-        schema and starts it at its next tick, like a scheduled one."""
-        source = self.app[keys.FEED].source
-        inject = getattr(source, "inject", None)
-        if inject is None:
-            raise ScenarioError("this source takes no faults")
-        inject(body)
-        log.warning("fault injected: %s", body)
-        return {"status": "accepted", "fault": body, "starts": "at the next simulated tick"}
 
     def clear(self) -> None:
         """A restarted simulation starts with no faults (held events are delivered)."""

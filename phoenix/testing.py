@@ -31,7 +31,7 @@ from aiohttp import web
 from phoenix.app import create_app
 from phoenix.auth import issue
 from phoenix.config import parse_config
-from phoenix.keys import FAULTS, FEED, HUB
+from phoenix.keys import CONTROL, FAULTS, FEED, HUB
 from phoenix.sources import scenario_source
 from simulator.events import CHANNELS
 
@@ -102,11 +102,11 @@ class Simulator:
         `at`; README, "Faults"). A bad fault raises ValueError naming the field."""
 
         async def go() -> None:
-            from simulator.scenario import ScenarioError
+            from phoenix.control import ControlError
 
             try:
-                self._app[FAULTS].inject(fault)
-            except ScenarioError as exc:
+                await self._app[CONTROL].inject(fault)
+            except ControlError as exc:
                 raise ValueError(str(exc)) from None
 
         self._call(go())
