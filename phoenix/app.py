@@ -25,10 +25,21 @@ from phoenix.control import LocalControl
 from phoenix.feed import Feed, Source, SourceInfo
 from phoenix.heartbeat import heartbeat
 from phoenix.hub import Hub
-from phoenix.keys import CONFIG, CONNECTIONS, CONTROL, FAULTS, FEED, HUB, METRICS, STARTED
+from phoenix.keys import (
+    CONFIG,
+    CONNECTIONS,
+    CONTROL,
+    FAULTS,
+    FEED,
+    HUB,
+    LEASES,
+    LINK,
+    METRICS,
+    STARTED,
+)
 from phoenix.metrics import Metrics, counter, gauge
 from phoenix.protocol import Close
-from phoenix.registry import Registry
+from phoenix.registry import LocalLeases, Registry
 from phoenix.sources import scenario_source, source_from_config
 from phoenix.ws import ws_handler
 from simulator.events import CHANNELS
@@ -44,19 +55,13 @@ def create_app(
     source: Source | None = None,
     info: SourceInfo | None = None,
 ) -> web.Application:
-    app = web.Application()
-    app[CONFIG] = config
-    app[STARTED] = time.time()
-    hub = app[HUB] = Hub(config.history.max_events, config.history.max_age, time.monotonic)
-    app[CONNECTIONS] = Registry()
-    metrics = app[METRICS] = Metrics()
+    """One process: the simulation (or a replay) runs here, the hub in memory."""
+    app = _server(config)
     if source is None or info is None:
         source, info = source_from_config(config.simulation)
     reload = _reloader(config.simulation.max_scenario_bytes) if config.simulation.loop else None
-    app[FAULTS] = faults.Faults(app)
-    app[CONTROL] = LocalControl(lambda: app[FEED], config.simulation)
-    app[FEED] = Feed(
-        hub,
+    feed = Feed(
+        app[HUB],
         source,
         info,
         speed=config.simulation.speed,
@@ -66,19 +71,52 @@ def create_app(
         reload=reload,
         on_reset=app[FAULTS].clear,
     )
-    metrics.watch(lambda: live_metrics(app))
+    app[FEED] = feed
+    app[CONTROL] = LocalControl(lambda: feed, config.simulation)
+    app[LEASES] = LocalLeases(app[CONNECTIONS])
+    app.cleanup_ctx.append(_run_feed(feed))
+    _finish(app)
+    return app
 
+
+def create_gateway(config: Config, index: int = 0) -> web.Application:
+    """A gateway: the same server, fed by the engine through the broker (phoenix.gateway)."""
+    from phoenix.gateway import Link
+
+    app = _server(config)
+    link = app[LINK] = Link(app, config, index)
+    app[FAULTS].salt = f":{index}"  # each gateway its own draws, repeatable by index
+    app[FEED] = link.feed
+    app[CONTROL] = link.control
+    app[LEASES] = link.leases
+    app.cleanup_ctx.append(link.run)
+    _finish(app)
+    return app
+
+
+def _server(config: Config) -> web.Application:
+    """What every server has, one process or gateway: hub, registry, faults, metrics."""
+    app = web.Application()
+    app[CONFIG] = config
+    app[STARTED] = time.time()
+    app[HUB] = Hub(config.history.max_events, config.history.max_age, time.monotonic)
+    app[CONNECTIONS] = Registry()
+    app[METRICS] = Metrics()
+    app[FAULTS] = faults.Faults(app)
+    return app
+
+
+def _finish(app: web.Application) -> None:
+    app[METRICS].watch(lambda: live_metrics(app))
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
     app.router.add_get("/ws", ws_handler)
     views.setup_routes(app, TEMPLATES / "static")
     api.setup_routes(app)
     app.cleanup_ctx.append(logs.loop_errors)  # loop errors throttled, counted
-    app.cleanup_ctx.append(_run_feed)
     app.cleanup_ctx.append(heartbeat)
     app.on_shutdown.append(_close_sockets)
     headers.setup(app)  # security headers on every response
     cors.setup(app)  # which other origins' pages may use the API and /ws
-    return app
 
 
 def _reloader(max_bytes: int) -> Callable[[SourceInfo, float], tuple[Source, SourceInfo]]:
@@ -92,12 +130,15 @@ def _reloader(max_bytes: int) -> Callable[[SourceInfo, float], tuple[Source, Sou
     return reload
 
 
-async def _run_feed(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.get_running_loop().create_task(app[FEED].run())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+def _run_feed(feed: Feed) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.get_running_loop().create_task(feed.run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return run
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -130,6 +171,25 @@ def live_metrics(app: web.Application) -> Iterator[Any]:
     depth.add_metric(["max"], max((c.queued for c in conns), default=0))
     yield depth
     yield gauge("phoenix_sim_lag_seconds", "Simulation behind the wall clock", value=feed.lag)
+    link = app.get(LINK)
+    if link is not None:
+        yield gauge("phoenix_broker_up", "1 while the broker answers", value=link.feed.broker_up)
+        yield gauge("phoenix_engine_up", "1 while an engine publishes", value=link.feed.engine_up)
+        yield gauge(
+            "phoenix_broker_lag_events",
+            "Events the engine has written that this gateway has not delivered yet",
+            value=link.lag_events,
+        )
+        yield gauge(
+            "phoenix_broker_lag_seconds",
+            "Wall time from the engine writing an event to this gateway delivering it",
+            value=link.lag_seconds,
+        )
+        yield counter(
+            "phoenix_broker_gaps",
+            "Events the broker lost before this gateway read them (per occurrence)",
+            value=link.gaps,
+        )
     active = gauge("phoenix_faults_active", "Faults in force now", labels=["fault"])
     for kind, count in app[FAULTS].active_counts().items():
         active.add_metric([kind], count)

@@ -1,4 +1,5 @@
-"""The `phoenix` command: serve, simulate, token, check, scenarios.
+"""The `phoenix` command: serve, engine, gateway, record, simulate, token, check,
+scenarios, config.
 
 Parsing argv lives here and only here; every command ends in a call to a function that
 takes plain values (create_app takes a Config, never argv).
@@ -19,7 +20,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from phoenix.auth import MAX_SUB_LENGTH as MAX_SUB  # the server refuses a longer `sub`
 from phoenix.config import Config, ConfigError, load_config, parse_config
@@ -71,16 +72,53 @@ def _parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         help="start the scenario (or replay) over when it ends (default: simulation.loop, on)",
     )
+    _log_args(s)
     s.add_argument(
-        "--log-format", choices=["text", "json"], default="text", help="log lines (default text)"
+        "--broker",
+        metavar="URL",
+        help="redis://HOST:PORT/DB: run one engine and --workers gateways around it "
+        "(default: broker.url; none: one process, everything in memory)",
     )
     s.add_argument(
-        "--log-level",
-        choices=["debug", "info", "warning", "error"],
-        default="info",
-        help="the least severe level logged (default info)",
+        "--workers",
+        type=int,
+        help="gateways on this port (SO_REUSEPORT), with --broker; 1 to 64 (default 1)",
     )
     s.set_defaults(run=_serve)
+
+    s = sub.add_parser(
+        "engine", help="run the simulation for gateways, publishing to a broker (scaling out)"
+    )
+    _config_arg(s)
+    _scenario_args(s)
+    s.add_argument("--speed", type=float, help="simulated seconds per wall second (1 = real time)")
+    s.add_argument("--rate", action="append", default=[], metavar="CHANNEL=N/s")
+    s.add_argument("--replay", metavar="FILE.jsonl", help="publish a recorded stream instead")
+    s.add_argument("--loop", action=argparse.BooleanOptionalAction, help="as for serve")
+    s.add_argument("--broker", metavar="URL", help="redis://HOST:PORT/DB (default: broker.url)")
+    _log_args(s)
+    s.set_defaults(run=_engine)
+
+    s = sub.add_parser(
+        "gateway", help="serve /ws, the API and the page from a broker's engine (scaling out)"
+    )
+    _config_arg(s)
+    s.add_argument("--host", help="address to bind (default: server.host, 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port (default: server.port, 8080)")
+    s.add_argument("--broker", metavar="URL", help="redis://HOST:PORT/DB (default: broker.url)")
+    s.add_argument(
+        "--index",
+        type=int,
+        default=0,
+        help="this gateway's number, 0 to 1023, in the seeds of its delivery faults (default 0)",
+    )
+    s.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="share the port with other gateways on this machine (SO_REUSEPORT)",
+    )
+    _log_args(s)
+    s.set_defaults(run=_gateway)
 
     s = sub.add_parser(
         "record", help="record the events of any server that speaks this API, for --replay"
@@ -161,6 +199,18 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _log_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="log lines (default text)"
+    )
+    p.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="the least severe level logged (default info)",
+    )
+
+
 def _scenario_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenario", help="bundled scenario name or path to a .yaml file")
     p.add_argument("--seed", type=int, help="random seed (default: the scenario's)")
@@ -179,6 +229,7 @@ def _load(args: argparse.Namespace) -> Config:
 def _overrides(config: Config, args: argparse.Namespace) -> Config:
     """Command-line values win over the file; the result is validated again as a whole."""
     server = {k: v for k in ("host", "port") if (v := getattr(args, k, None)) is not None}
+    brokers = {"url": v} if (v := getattr(args, "broker", None)) is not None else {}
     sim = {
         k: v
         for k in ("scenario", "seed", "start", "speed", "loop")
@@ -191,6 +242,7 @@ def _overrides(config: Config, args: argparse.Namespace) -> Config:
         "websocket": _asdict(config.websocket),
         "simulation": {**_asdict(config.simulation), **sim},
         "history": _asdict(config.history),
+        "broker": {**_asdict(config.broker), **brokers},
     }
     # The environment is already in `config` (file < environment < command line).
     return parse_config(raw, {})
@@ -214,35 +266,52 @@ def parse_rates(values: list[str]) -> dict[str, float]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from phoenix import logs
-    from phoenix.app import AccessLogger, create_app
+    from phoenix.app import create_app
     from phoenix.keys import FEED
 
     config = _overrides(_load(args), args)
+    if args.workers is not None and not 1 <= args.workers <= 64:
+        raise ConfigError(f"--workers: expected 1 to 64 gateways, got {args.workers}")
+    if config.broker.url is not None:
+        return _serve_workers(args, config)
+    if args.workers is not None:
+        raise ConfigError(
+            "--workers: gateways need a broker; add --broker redis://HOST:PORT/DB "
+            "(README, Scaling out)"
+        )
     rates = parse_rates(args.rate)
     logs.configure(getattr(logging, args.log_level.upper()), args.log_format)
-    if args.replay:
-        from phoenix.feed import SourceInfo
-        from phoenix.replay import ReplaySource
-
-        if args.rate:
-            raise ConfigError("--rate: a replayed stream plays at its recorded rate; use --speed")
-        replay = ReplaySource(args.replay, loop=config.simulation.loop)
-        app = create_app(config, replay, SourceInfo("replay", replay.path.name))
-    else:
-        app = create_app(config)
+    source, info = _source(args, config)
+    app = create_app(config, source, info)
     for channel, rate in rates.items():
         app[FEED].source.set_rate(channel, rate)  # type: ignore[attr-defined]
-    state = app[FEED].state()
+    _started(config, app[FEED].state())
+    return _run_app(app, config)
+
+
+def _source(args: argparse.Namespace, config: Config) -> tuple[Any, Any]:
+    """The scenario of the config, or --replay's recording (None, None: the config's)."""
+    if not args.replay:
+        return None, None
+    from phoenix.feed import SourceInfo
+    from phoenix.replay import ReplaySource
+
+    if args.rate:
+        raise ConfigError("--rate: a replayed stream plays at its recorded rate; use --speed")
+    replay = ReplaySource(args.replay, loop=config.simulation.loop)
+    return replay, SourceInfo("replay", replay.path.name)
+
+
+def _started(config: Config, state: dict[str, Any], role: str = "serving") -> None:
     host = f"[{config.server.host}]" if ":" in config.server.host else config.server.host
     base = f"{host}:{config.server.port}"
     # What a newcomer needs next: where the page and the socket are, and how to get a token.
     logging.getLogger("phoenix").info(
-        "serving scenario %s (seed %s, simulated time from %s, speed %g): page "
+        "%s scenario %s (seed %s, simulated time from %s, speed %g): page "
         "http://%s/ , WebSocket ws://%s/ws (the JWT goes in the `token` query parameter; "
         "print one with: %s token [--role admin])",
+        role,
         state["scenario"],
         state["seed"],
         state["simulated_time"],
@@ -251,6 +320,104 @@ def _serve(args: argparse.Namespace) -> int:
         base,
         _token_command(),
     )
+
+
+def _serve_workers(args: argparse.Namespace, config: Config) -> int:
+    """One engine and N gateways on one port, supervised (phoenix.supervisor)."""
+    from phoenix import logs
+    from phoenix.broker import check_reachable
+    from phoenix.supervisor import supervise
+
+    logs.configure(getattr(logging, args.log_level.upper()), args.log_format)
+    asyncio.run(check_reachable(config.broker))
+    common = ["--log-format", args.log_format, "--log-level", args.log_level]
+    if args.config:
+        common += ["--config", args.config]
+    common += ["--broker", str(config.broker.url)]
+    engine = [*common]
+    for flag in ("scenario", "seed", "start", "speed", "replay"):
+        if (value := getattr(args, flag)) is not None:
+            engine += [f"--{flag}", str(value)]
+    for rate in args.rate:
+        engine += ["--rate", rate]
+    if args.loop is not None:
+        engine.append("--loop" if args.loop else "--no-loop")
+    gateway = [*common, "--host", config.server.host, "--port", str(config.server.port)]
+    workers = args.workers or 1
+    return supervise(engine, gateway, workers, config)
+
+
+def _engine(args: argparse.Namespace) -> int:
+    from phoenix import logs
+    from phoenix.app import _reloader
+    from phoenix.broker import check_reachable
+    from phoenix.engine import EngineNode
+    from phoenix.sources import source_from_config
+
+    config = _overrides(_load(args), args)
+    if config.broker.url is None:
+        raise ConfigError("--broker: the engine publishes to a broker; give redis://HOST:PORT/DB")
+    rates = parse_rates(args.rate)
+    logs.configure(getattr(logging, args.log_level.upper()), args.log_format)
+    source, info = _source(args, config)
+    if source is None:
+        source, info = source_from_config(config.simulation)
+    for channel, rate in rates.items():
+        source.set_rate(channel, rate)
+    reload = _reloader(config.simulation.max_scenario_bytes) if config.simulation.loop else None
+    node = EngineNode(config, source, info, reload)
+
+    async def run() -> None:
+        await check_reachable(config.broker)
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await node.run()
+        except asyncio.CancelledError:
+            logging.getLogger("phoenix").info("engine stopped")
+
+    _freeze_heap()
+    asyncio.run(run())
+    return 0
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    from phoenix import logs
+    from phoenix.app import create_gateway
+    from phoenix.broker import check_reachable, redact
+
+    config = _overrides(_load(args), args)
+    if config.broker.url is None:
+        raise ConfigError("--broker: a gateway reads its engine from a broker; give redis://...")
+    if not 0 <= args.index <= 1023:
+        raise ConfigError(f"--index: expected 0 to 1023, got {args.index}")
+    logs.configure(getattr(logging, args.log_level.upper()), args.log_format)
+    asyncio.run(check_reachable(config.broker))
+    app = create_gateway(config, args.index)
+    host = f"[{config.server.host}]" if ":" in config.server.host else config.server.host
+    logging.getLogger("phoenix").info(
+        "gateway %d of namespace %r at %s: page http://%s:%d/ , WebSocket ws://%s:%d/ws "
+        "(print a token with: %s token)",
+        args.index,
+        config.broker.namespace,
+        redact(config.broker.url),
+        host,
+        config.server.port,
+        host,
+        config.server.port,
+        _token_command(),
+    )
+    return _run_app(app, config, reuse_port=args.reuse_port)
+
+
+def _run_app(app: Any, config: Config, reuse_port: bool = False) -> int:
+    from aiohttp import web
+
+    from phoenix.app import AccessLogger
+
     _freeze_heap()
     # run_app handles SIGINT and SIGTERM; SIGHUP (the terminal went away, or a process
     # manager's stop) ends the server the same way: 1001 to every client, exit 0.
@@ -266,6 +433,7 @@ def _serve(args: argparse.Namespace) -> int:
             print=None,
             shutdown_timeout=5.0,
             loop=loop,
+            reuse_port=reuse_port or None,
         )
     except OSError as exc:
         where = f"{config.server.host}:{config.server.port}"

@@ -95,6 +95,17 @@ class HistoryConfig:
 
 
 @dataclass(frozen=True)
+class BrokerConfig:
+    # None: one process, the hub in memory. redis://HOST:PORT/DB: the engine and gateways
+    # of one simulation meet there (phoenix.engine, phoenix.gateway; README "Scaling out").
+    url: str | None = None
+    namespace: str = "phoenix"  # key prefix: several simulations can share one Redis
+    connect_timeout: float = 2.0  # seconds; also how long one broker call may take
+    request_timeout: float = 5.0  # seconds a gateway waits for the engine to answer
+    lease: float = 5.0  # seconds a dead gateway's connections still count per user
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
@@ -102,6 +113,7 @@ class Config:
     websocket: WebSocketConfig = WebSocketConfig()
     simulation: SimulationConfig = SimulationConfig()
     history: HistoryConfig = HistoryConfig()
+    broker: BrokerConfig = BrokerConfig()
 
 
 # --- validation ------------------------------------------------------------------
@@ -224,6 +236,27 @@ def _algorithms(path: str, v: Any) -> tuple[str, ...]:
     return tuple(v)
 
 
+_BROKER_URL = re.compile(r"rediss?://[^\s/?#]+(?:/[0-9]{1,2})?", re.ASCII)
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.:-]{1,64}", re.ASCII)
+
+
+def _broker_url(path: str, v: Any) -> str:
+    if not isinstance(v, str) or not _BROKER_URL.fullmatch(v):
+        raise ConfigError(
+            f"{path}: expected a Redis URL such as redis://127.0.0.1:6379/0, got {_excerpt(v)}"
+        )
+    return v
+
+
+def _namespace(path: str, v: Any) -> str:
+    if not isinstance(v, str) or not _NAMESPACE.fullmatch(v):
+        raise ConfigError(
+            f"{path}: expected 1 to 64 letters, digits or _ . : - (a Redis key prefix), "
+            f"got {_excerpt(v)}"
+        )
+    return v
+
+
 def _start(path: str, v: Any) -> str:
     from simulator.clock import parse_start
 
@@ -277,13 +310,28 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "max_scenario_bytes": _byte_size,
     },
     "history": {"max_events": _count, "max_age": _number(0)},
+    "broker": {
+        "url": _optional(_broker_url),
+        "namespace": _namespace,
+        "connect_timeout": _number(0, strict=True, maximum=60),
+        "request_timeout": _number(0, strict=True, maximum=600),
+        "lease": _number(1, maximum=3600),
+    },
 }
 
 
 ENV_PREFIX = "PHOENIX_"
 # Keys whose environment value is taken as text, not read as YAML (a secret of digits
 # stays a string; a `#` in it is not a comment).
-RAW_TEXT_KEYS = frozenset({("auth", "jwt_secret"), ("server", "host"), ("simulation", "scenario")})
+RAW_TEXT_KEYS = frozenset(
+    {
+        ("auth", "jwt_secret"),
+        ("server", "host"),
+        ("simulation", "scenario"),
+        ("broker", "url"),
+        ("broker", "namespace"),
+    }
+)
 log = logging.getLogger("phoenix.config")
 
 

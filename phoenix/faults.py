@@ -64,6 +64,8 @@ class Faults:
         self._active: dict[str, Active] = {}
         self._held: list[Published] = []
         self.delay: Callable[[], float] | None = None  # latency: seconds to add per frame
+        # Added to each fault's seed: a gateway's index (each draws its own, repeatably).
+        self.salt = ""
 
     # --- what the rest of the server asks -------------------------------------
 
@@ -119,7 +121,7 @@ class Faults:
     def start(self, fid: str, kind: str, params: dict[str, Any], duration: float, t: float) -> None:
         params = {**DELIVERY_FAULTS.get(kind, {}), **params}
         feed = self.app[keys.FEED]
-        rng = random.Random(f"{feed.info.seed}:{fid}")
+        rng = random.Random(f"{feed.info.seed}:{fid}{self.salt}")
         fault = Active(fid, kind, params, t, duration, rng, time.time())
         log.warning(
             "fault %s started: %s %s%s",

@@ -52,6 +52,19 @@ class SourceInfo:
     ref: str | None = None  # what loads it again: a bundled name or a file path
 
 
+class FeedView(Protocol):
+    """What the server reads of the feed: the Feed in one process, or on a gateway the
+    engine's as last published (phoenix.gateway.RemoteFeed)."""
+
+    info: SourceInfo
+    speed: float
+    lag: float
+
+    def now(self) -> float: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+
 # Builds the source `info` describes again, starting at the given simulated time.
 Reload = Callable[[SourceInfo, float], tuple[Source, SourceInfo]]
 
@@ -64,7 +77,7 @@ def published(seq: int, event: Event) -> Published:
         def narrow(exp: str, seq: int = seq, event: Event = event) -> bytes:
             return protocol.event_frame(seq, event, protocol.narrow(event, exp))
 
-    return Published(seq, event.channel, event.name, event.tags, frame, narrow)
+    return Published(seq, event.channel, event.name, event.tags, frame, narrow, time=event.time)
 
 
 class Feed:

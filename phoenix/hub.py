@@ -35,6 +35,7 @@ class Published:
     # For metrics.update / cost.update: the frame narrowed to one experiment.
     narrow: Callable[[str], bytes] | None = None
     at: float = 0.0  # wall (monotonic) time of publication, for history age
+    time: float = 0.0  # simulated time of the event (the broker carries it to gateways)
 
 
 def matches(filters: dict[str, str], tags: dict[str, str]) -> bool:
@@ -73,6 +74,8 @@ class Hub:
         self.last_seq = 0
         # The highest id handed out, published or not yet (a fault may be holding it).
         self.issued = 0
+        # The first id of this epoch (phoenix.gateway): an id before it is another run's.
+        self.floor = 0
         self.stats = {c: ChannelStats() for c in CHANNELS}
 
     # --- subscriptions ---------------------------------------------------------
@@ -94,6 +97,9 @@ class Hub:
 
     def channels_of(self, sub: Subscriber) -> set[str]:
         return {c for c, subs in self._subs.items() if sub in subs}
+
+    def history_length(self, channel: str) -> int:
+        return len(self._history[channel].events)
 
     def subscriber_count(self, channel: str) -> int:
         return len(self._subs[channel])
@@ -166,6 +172,29 @@ class Hub:
         while hist.events and hist.events[0].at < oldest_allowed:
             hist.evicted_upto = max(hist.evicted_upto, hist.events.popleft().seq)
 
+    def restore(self, event: Published, at: float) -> None:
+        """Into the history only, published `at` (monotonic) elsewhere: a gateway
+        joining loads the history the broker holds."""
+        if event.seq > self.last_seq:
+            self.last_seq = event.seq
+        event.at = at
+        self._remember(event)
+
+    def forget(self, channel: str, upto: int) -> None:
+        """Events of `channel` up to `upto` were missed (the broker lost them): no replay
+        may reach across them."""
+        hist = self._history[channel]
+        hist.events.clear()
+        hist.evicted_upto = max(hist.evicted_upto, upto)
+
+    def new_epoch(self, base: int) -> None:
+        """Another run of the engine starts at id `base`: nothing before it is resumable."""
+        for hist in self._history.values():
+            hist.events.clear()
+            hist.evicted_upto = base - 1
+        self.floor = base
+        self.last_seq = self.issued = base - 1
+
     def replay(
         self, channel: str, since: int, filters: dict[str, str]
     ) -> list[tuple[int, bytes]] | None:
@@ -174,6 +203,8 @@ class Hub:
         # An id past any handed out is from another run of the server. One handed out
         # but held back by a fault is fine: it arrives live when the fault lets it go.
         if self._history_size <= 0 or since > max(self.last_seq, self.issued):
+            return None
+        if since < self.floor:
             return None
         hist = self._history[channel]
         self._expire(hist)

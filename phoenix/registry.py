@@ -1,8 +1,11 @@
-"""The open connections, counted per user (`sub`) for the connections-per-user limit."""
+"""The open connections, counted per user (`sub`) for the connections-per-user limit;
+and that limit's seam: counted here in one process, over all gateways with a broker
+(phoenix.gateway.Leases)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Protocol
 
 from phoenix.connection import Connection
 
@@ -32,3 +35,24 @@ class Registry:
     def all(self) -> list[Connection]:
         """A copy: callers may close connections while they walk it."""
         return list(self._conns)
+
+
+class Leases(Protocol):
+    async def acquire(self, sub: str, limit: int) -> bool:
+        """Take one of the user's `limit` connection slots; False if none is free."""
+        ...
+
+    async def release(self, sub: str) -> None: ...
+
+
+class LocalLeases:
+    """One process: the registry's count is the count."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    async def acquire(self, sub: str, limit: int) -> bool:
+        return self.registry.count(sub) < limit
+
+    async def release(self, sub: str) -> None:
+        pass

@@ -24,13 +24,14 @@ import threading
 import time
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from aiohttp import web
 
 from phoenix.app import create_app
 from phoenix.auth import issue
 from phoenix.config import parse_config
+from phoenix.feed import Feed
 from phoenix.keys import CONTROL, FAULTS, FEED, HUB
 from phoenix.sources import scenario_source
 from simulator.events import CHANNELS
@@ -125,7 +126,7 @@ class Simulator:
         when told); returns once the events are sent."""
 
         async def go() -> None:
-            await self._app[FEED].advance(seconds)
+            await cast(Feed, self._app[FEED]).advance(seconds)
 
         self._call(go())
 

@@ -11,7 +11,7 @@ from aiohttp import hdrs, web
 
 from phoenix.auth import issue
 from phoenix.config import is_loopback
-from phoenix.keys import CONFIG, CONNECTIONS, FEED, METRICS, STARTED
+from phoenix.keys import CONFIG, CONNECTIONS, FEED, LINK, METRICS, STARTED
 from phoenix.metrics import CONTENT_TYPE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,14 +92,21 @@ async def page_token(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     app = request.app
-    return web.json_response(
-        {
-            "status": "ok",
-            "connections": app[CONNECTIONS].count(),
-            "uptime_seconds": round(time.time() - app[STARTED], 3),
-            "simulation": app[FEED].state(),
-        }
-    )
+    body = {
+        "status": "ok",
+        "connections": app[CONNECTIONS].count(),
+        "uptime_seconds": round(time.time() - app[STARTED], 3),
+        "simulation": app[FEED].state(),
+    }
+    link = app.get(LINK)
+    if link is not None:
+        # A gateway: the broker or the engine away is a state (it keeps its clients and
+        # catches up when they are back), said here with a 200 so a load balancer that
+        # only wants "is the process alive" keeps it; `status` says it is degraded.
+        body["broker"] = link.health()
+        if not (link.feed.broker_up and link.feed.engine_up):
+            body["status"] = "degraded"
+    return web.json_response(body)
 
 
 async def metrics(request: web.Request) -> web.Response:

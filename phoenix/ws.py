@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -17,7 +18,7 @@ from aiohttp import WSMsgType, web
 from phoenix import protocol
 from phoenix.auth import AuthError, Claims, verify
 from phoenix.connection import Connection
-from phoenix.keys import CONFIG, CONNECTIONS, FAULTS, FEED, HUB, METRICS
+from phoenix.keys import CONFIG, CONNECTIONS, FAULTS, FEED, HUB, LEASES, LINK, METRICS
 from phoenix.metrics import Metrics
 from phoenix.protocol import Close, Code, Command, ProtocolError
 from phoenix.ratelimit import Flood, TokenBucket, retry_after_ms
@@ -55,14 +56,16 @@ class Session:
 
     # --- one client frame ------------------------------------------------------
 
-    def receive(self, msg: Any) -> None:
+    def receive(self, msg: Any) -> Coroutine[Any, Any, None] | None:
+        """Answer one client frame; a subscribe that must wait (a gateway behind the id
+        its client resumes from) comes back as a coroutine for the read loop to await."""
         rate = self.app[FAULTS].limit("messages_per_second", self.limits.messages_per_second)
         if rate != self.bucket.rate:  # a rate-limit squeeze began or ended
             self.bucket.set_rate(rate)
         wait = self.bucket.take(time.monotonic())
         if wait > 0:
             self._rate_limited(msg, wait)
-            return
+            return None
         obj = None
         try:
             if msg.type == WSMsgType.BINARY:
@@ -70,7 +73,11 @@ class Session:
                     None, "binary frames are not accepted; send JSON as a text frame"
                 )
             obj = protocol.decode(msg.data)
-            self.dispatch(protocol.parse_command(obj))
+            cmd = protocol.parse_command(obj)
+            wait = self._behind(cmd)
+            if wait:
+                return self._dispatch_later(cmd, wait)
+            self.dispatch(cmd)
         except ProtocolError as err:
             self.error(err, protocol.message_id(obj))
         except Exception:
@@ -79,6 +86,27 @@ class Session:
                 ProtocolError(Code.INTERNAL_ERROR, "Internal server error", {}),
                 protocol.message_id(obj),
             )
+        return None
+
+    def _behind(self, cmd: Command) -> int:
+        """On a gateway, the id a client resumes from may be the engine's latest, not yet
+        read here (it came from another gateway, or from a snapshot): the position to
+        wait for, else 0."""
+        if LINK not in self.app or cmd.type != "subscribe" or not cmd.since:
+            return 0
+        upto = max(protocol.parse_event_id(v) or 0 for v in cmd.since.values())
+        hub = self.app[HUB]
+        return upto if hub.last_seq < upto <= hub.issued else 0
+
+    async def _dispatch_later(self, cmd: Command, upto: int) -> None:
+        hub, loop = self.app[HUB], asyncio.get_running_loop()
+        deadline = loop.time() + self.app[CONFIG].broker.request_timeout
+        while hub.last_seq < upto and loop.time() < deadline and not self.conn.closing:
+            await asyncio.sleep(0.01)
+        try:
+            self.dispatch(cmd)
+        except ProtocolError as err:
+            self.error(err, cmd.id)
 
     def _rate_limited(self, msg: Any, wait: float) -> None:
         obj = None
@@ -197,7 +225,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
 
     registry = app[CONNECTIONS]
     limit = int(faults.limit("connections_per_user", cfg.limits.connections_per_user))
-    if registry.count(claims.sub) >= limit:
+    if not await app[LEASES].acquire(claims.sub, limit):
         err = ProtocolError(
             Code.RATE_LIMITED,
             f"Too many connections: at most {limit} per user",
@@ -247,7 +275,9 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             conn.receiving = False
             conn.heard_from(loop.time())
             if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
-                session.receive(msg)
+                pending = session.receive(msg)
+                if pending is not None:
+                    await pending
             elif msg.type is WSMsgType.PING:
                 conn.pong(msg.data)
             elif msg.type is not WSMsgType.PONG:  # CLOSE, CLOSING, CLOSED, ERROR
@@ -260,6 +290,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         app[HUB].drop(conn)
         registry.remove(conn)
         metrics.connection_closed(conn.reason or "error")
+        await app[LEASES].release(claims.sub)
         await conn.stop()
         metrics.bytes_closed += conn.bytes_out
     return ws
