@@ -1,0 +1,123 @@
+"""The three commands of scaling out, as a user runs them: `serve --workers N --broker`,
+`engine` and `gateway`; and what they say when the broker is wrong."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import aiohttp
+
+from .conftest import ROOT, START, RedisServer, env, free_port, token
+from .wsclient import ALL, closed, events, subscribe
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "phoenix", *args],
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_an_unreachable_broker_is_exit_2_with_what_to_fix() -> None:
+    nobody = f"redis://127.0.0.1:{free_port()}/0"
+    for argv in (
+        ["engine", "--broker", nobody],
+        ["gateway", "--broker", nobody, "--port", str(free_port())],
+        ["serve", "--workers", "2", "--broker", nobody, "--port", str(free_port())],
+    ):
+        out = _run(*argv)
+        assert out.returncode == 2, (argv, out.stderr)
+        assert "cannot reach Redis at redis://127.0.0.1:" in out.stderr, out.stderr
+        assert "redis-server" in out.stderr
+
+
+def test_a_wrong_broker_setting_refuses_to_start() -> None:
+    out = _run("gateway", "--broker", "http://127.0.0.1:6379")
+    assert out.returncode == 2
+    assert "broker.url: expected a Redis URL such as redis://127.0.0.1:6379/0" in out.stderr
+    out = _run("serve", "--workers", "2")
+    assert out.returncode == 2 and "--workers: gateways need a broker" in out.stderr
+    out = _run("engine")
+    assert out.returncode == 2 and "--broker" in out.stderr
+
+
+async def test_serve_workers_runs_an_engine_and_gateways_on_one_port(
+    redis_server: RedisServer,
+) -> None:
+    port = free_port()
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "phoenix",
+            "serve",
+            "--workers",
+            "2",
+            "--broker",
+            redis_server.url,
+            "--port",
+            str(port),
+            "--scenario",
+            "demo",
+            "--seed",
+            "7",
+            "--start",
+            START,
+            "--speed",
+            "60",
+        ],
+        cwd=ROOT,
+        env=env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        gateways = await asyncio.to_thread(_joined, port, 2)
+        assert len(gateways) == 2, "both gateways answer on the one port"
+        async with aiohttp.ClientSession() as session:
+            clients = [
+                await session.ws_connect(f"ws://127.0.0.1:{port}/ws?token={token()}")
+                for _ in range(8)
+            ]
+            for ws in clients:
+                await subscribe(ws, ALL)
+                await events(ws, 1)
+            proc.send_signal(signal.SIGTERM)
+            codes = [await closed(ws) for ws in clients]
+        assert codes == [1001] * len(clients)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.seek(0)
+        output = log.read()
+        log.close()
+    assert "one engine and 2 gateways" in output, output
+
+
+def _joined(port: int, want: int) -> set[str]:
+    """The gateways that answer /health on the port (the kernel picks one per connection)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(seen) < want:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                body = json.loads(r.read())
+            if body["broker"]["engine"] == "up" and body["broker"]["epoch"]:
+                seen.add(body["broker"]["gateway"])
+        except (OSError, KeyError, ValueError):
+            time.sleep(0.1)
+    return seen
