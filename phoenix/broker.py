@@ -22,10 +22,10 @@ Keys, all under the configured namespace `ns`:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -80,7 +80,7 @@ def entry_fields(
     return {
         "f": frame,
         "n": name,
-        "g": json.dumps(tags, separators=(",", ":")),
+        "g": orjson.dumps(tags),
         "s": repr(t),
         "w": repr(wall),
         "e": epoch,
@@ -93,7 +93,7 @@ def read_entry(channel: str, stream_id: bytes, fields: dict[bytes, bytes]) -> En
         pos=int(stream_id.split(b"-", 1)[0]),
         channel=channel,
         name=fields[b"n"].decode(),
-        tags=json.loads(fields[b"g"]),
+        tags=orjson.loads(fields[b"g"]),
         frame=fields[b"f"],
         time=float(fields[b"s"]),
         wall=float(fields[b"w"]),
