@@ -412,6 +412,12 @@
     mode.hidden = !s;
     if (!s) return;
     mode.textContent = s.finished ? "finished" : s.paused ? "paused" : "×" + s.speed;
+    // The speed box shows the speed in force (set here, by another admin or by --speed),
+    // except while someone is typing a new one into it.
+    const speedInput = $("speed-input");
+    if (document.activeElement !== speedInput && typeof s.speed === "number") {
+      speedInput.value = String(s.speed);
+    }
     $("scenario-name").textContent = s.scenario || "";
     const parts = [
       "Scenario " + (s.scenario || "?"),

@@ -92,6 +92,8 @@ def test_controls_pause_and_resume(page: Any, server: Any) -> None:
 
     page.get_by_role("button", name="Resume").click()
     expect(page.locator("#sim-mode")).to_have_text("×20")
+    # The speed box shows the speed in force (the server runs at 20), not a default.
+    expect(page.locator("#speed-input")).to_have_value("20")
     assert server.api("/api/sim", viewer)["paused"] is False
     page.wait_for_function("t => document.getElementById('sim-time').textContent !== t", arg=frozen)
 
