@@ -18,8 +18,9 @@ from aiohttp import web
 from phoenix import protocol
 from phoenix.auth import AuthError, Claims, verify
 from phoenix.control import ControlError
-from phoenix.keys import CONFIG, CONTROL, FAULTS, METRICS
+from phoenix.keys import CONFIG, CONTROL, FAULTS, HUB, METRICS
 from phoenix.protocol import ProtocolError
+from simulator.events import CHANNELS
 from simulator.scenario import bundled_scenarios
 
 log = logging.getLogger("phoenix.api")
@@ -192,6 +193,41 @@ async def inject_fault(request: web.Request) -> web.Response:
 
 
 @viewer
+async def timeline(request: web.Request) -> web.Response:
+    return web.json_response(await _call(request.app[CONTROL].timeline()))
+
+
+MAX_HISTORY_ITEMS = 10_000
+
+
+@viewer
+async def history(request: web.Request) -> web.Response:
+    """The recent events of one channel that the server still holds for resume
+    (`history.*`), optionally of some event names: a chart's past, in one request.
+    `?channel=metrics&events=metrics.update,cost.update&limit=360`."""
+    query = request.query
+    channel = query.get("channel", "")
+    if channel not in CHANNELS:
+        raise _bad("channel", f"expected one of {', '.join(CHANNELS)}")
+    if (denied := _channel_denied(request, channel)) is not None:
+        return denied
+    names = None
+    if query.get("events"):
+        names = {n for n in query["events"].split(",")[:32] if n}
+        if any(len(n) > 64 for n in names):
+            raise _bad("events", "expected event names such as metrics.update")
+    raw = query.get("limit", "500")
+    if not (
+        len(raw) <= 5 and raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_HISTORY_ITEMS
+    ):
+        raise _bad("limit", f"expected a whole number from 1 to {MAX_HISTORY_ITEMS}")
+    frames = request.app[HUB].recent(channel, names, int(raw))
+    # The frames are already JSON (the wire bytes): joined, not parsed and dumped again.
+    body = b'{"channel":' + protocol.encode(channel) + b',"events":[' + b",".join(frames) + b"]}"
+    return web.Response(body=body, content_type="application/json")
+
+
+@viewer
 async def scenarios(request: web.Request) -> web.Response:
     return web.json_response(
         {"scenarios": [{"name": n, "description": d} for n, d in bundled_scenarios()]}
@@ -212,4 +248,6 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/api/sim", sim_control)
     r.add_get("/api/sim/faults", list_faults)
     r.add_get("/api/sim/scenarios", scenarios)
+    r.add_get("/api/sim/timeline", timeline)
+    r.add_get("/api/sim/history", history)
     r.add_post("/api/sim/faults", inject_fault)

@@ -24,7 +24,7 @@ log = logging.getLogger("phoenix.control")
 ACTIONS = ("pause", "resume", "step", "speed", "restart", "set_rate")
 
 ACTION_FIELDS: dict[str, tuple[str, ...]] = {
-    "pause": (),
+    "pause": ("at",),
     "resume": (),
     "step": ("seconds",),
     "set_rate": ("channel", "per_second"),
@@ -61,6 +61,10 @@ class Control(Protocol):
         """The current state of every collection, with the simulation's state as `sim`."""
         ...
 
+    async def timeline(self) -> dict[str, Any]:
+        """What the scenario schedules in this run, done or to come."""
+        ...
+
 
 class LocalControl:
     """The controls carried out on a Feed in this process."""
@@ -75,6 +79,15 @@ class LocalControl:
 
     async def state(self) -> dict[str, Any]:
         return self.feed.state()
+
+    async def timeline(self) -> dict[str, Any]:
+        """What the scenario schedules (Engine.timeline); a replay schedules nothing."""
+        timeline = getattr(self.feed.source, "timeline", None)
+        return {
+            "scenario": self.feed.info.name,
+            "simulated_time": self.feed.state()["simulated_time"],
+            "items": timeline() if timeline is not None else [],
+        }
 
     async def snapshot(self) -> dict[str, Any]:
         # The state first: last_event_id is then at most the snapshot's (both are read
@@ -91,7 +104,10 @@ class LocalControl:
         if unknown:
             raise ControlError(unknown[0], f"not a field of '{action}' (fields: {sorted(allowed)})")
         if action == "pause":
-            feed.pause()
+            if body.get("at") is None:
+                feed.pause()
+            else:
+                feed.pause_when(_time(body, "at"))
         elif action == "resume":
             feed.resume()
         elif action == "speed":
@@ -172,3 +188,16 @@ def _positive(body: dict[str, Any], field: str, maximum: float) -> float | None:
     if not ok or not 0 < value <= maximum:
         raise ControlError(field, f"expected a number > 0 and at most {maximum:g}, got {value!r}")
     return float(value)
+
+
+def _time(body: dict[str, Any], field: str) -> float:
+    """A simulated time in a control: RFC 3339, within the bounds of a start."""
+    from simulator.clock import parse_start
+
+    value = body.get(field)
+    if not isinstance(value, str) or len(value) > 64:
+        raise ControlError(field, "expected an RFC 3339 time such as 2024-01-20T10:05:00Z")
+    try:
+        return parse_start(value)
+    except ValueError as exc:
+        raise ControlError(field, str(exc)) from None

@@ -333,6 +333,8 @@ class EngineNode:
         try:
             if op == "snapshot":
                 return {"ok": await control.snapshot()}
+            if op == "timeline":
+                return {"ok": await control.timeline()}
             if not isinstance(body, dict):
                 raise ControlError(None, "the body must be a JSON object")
             if op == "command":

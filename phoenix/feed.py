@@ -126,6 +126,7 @@ class Feed:
     def _start(self, source: Source, info: SourceInfo, speed: float | None) -> None:
         self._ended = False
         self.error = None
+        self.pause_at: float | None = None  # a pause asked for at a simulated time
         self.source = source
         self.info = info
         self.speed = speed if speed is not None else self.speed
@@ -151,9 +152,19 @@ class Feed:
         return end is not None and self.source.now >= end
 
     def pause(self) -> None:
+        self.pause_at = None
         if not self.paused:
             self._anchor(self.now())
             self.paused = True
+
+    def pause_when(self, t: float) -> None:
+        """Pause when simulated time reaches `t` (at once if it has): a presenter's
+        "stop just before the next scheduled thing". The run goes on to exactly `t`."""
+        if t <= self.source.now:
+            self.pause()
+        else:
+            self.pause_at = t
+            self._wake.set()
 
     def resume(self) -> None:
         if self.paused:
@@ -193,6 +204,7 @@ class Feed:
             "finished": self.finished,
             "simulated_time": rfc3339(self.source.now),
             "last_event_id": f"evt-{self.seq}" if self.seq else None,
+            "pause_at": rfc3339(self.pause_at) if self.pause_at is not None else None,
             "lag_seconds": round(self.lag, 3),
             "error": self.error,
         }
@@ -272,6 +284,11 @@ class Feed:
 
     async def _catch_up(self) -> None:
         await self._run_to(self.now(), until_paused=True)
+        if self.pause_at is not None and self.source.now >= self.pause_at:
+            # Paused at exactly the time asked for, not where the wall clock is now.
+            self._anchor(self.pause_at)
+            self.paused, self.pause_at = True, None
+            log.info("paused at %s, as asked", self.state()["simulated_time"])
         self._measure_lag()
 
     async def _run_to(self, target: float, until_paused: bool = False) -> int:
@@ -282,6 +299,8 @@ class Feed:
         source = self.source
         end = source.end
         limit = target if end is None else min(target, end)
+        if until_paused and self.pause_at is not None:
+            limit = min(limit, self.pause_at)  # a step by hand may pass it
         started = self._clock()
         count = 0
         while source.now < limit and source is self.source:

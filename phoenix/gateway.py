@@ -115,6 +115,9 @@ class RemoteControl:
             self.link.app[HUB].issued = max(self.link.app[HUB].issued, last)
         return snap
 
+    async def timeline(self) -> dict[str, Any]:
+        return await self._request("timeline", None)
+
     async def command(self, body: dict[str, Any]) -> dict[str, Any]:
         state = await self._request("command", body)
         self.link.feed.update({**(self.link.feed.engine or {}), **state})

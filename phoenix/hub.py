@@ -195,6 +195,20 @@ class Hub:
         self.floor = base
         self.last_seq = self.issued = base - 1
 
+    def recent(self, channel: str, names: set[str] | None, limit: int) -> list[bytes]:
+        """The last `limit` events of `channel` still held (of the given names), oldest
+        first: the page's charts start from these instead of from nothing."""
+        hist = self._history[channel]
+        self._expire(hist)
+        out: list[bytes] = []
+        for event in reversed(hist.events):
+            if names is None or event.name in names:
+                out.append(event.frame)
+                if len(out) >= limit:
+                    break
+        out.reverse()
+        return out
+
     def replay(
         self, channel: str, since: int, filters: dict[str, str]
     ) -> list[tuple[int, bytes]] | None:

@@ -159,6 +159,35 @@ class Engine:
             "alerts": [a.to_dict() for a in self._rules.all_alerts()],
         }
 
+    def timeline(self) -> list[dict[str, Any]]:
+        """What the scenario schedules in this run, in time order, each with whether it
+        has happened: experiments created and started, faults. For a presenter (the
+        page's timeline) and a client developer (GET /api/sim/timeline); a fault
+        injected by hand is not scheduled, so it is not here."""
+        items: list[tuple[float, int, dict[str, Any]]] = []
+        for i, spec in enumerate(self.scenario.experiments):
+            for what, offset in (
+                ("experiment.created", spec.create_at),
+                ("experiment.started", spec.start_at),
+            ):
+                at = self.start + math.ceil(offset)
+                items.append(
+                    (at, i, {"kind": "experiment", "what": what, "id": spec.id, "name": spec.name})
+                )
+        for i, fault in enumerate(self.scenario.faults):
+            item = {
+                "kind": "fault",
+                "what": fault.type,
+                "target": fault.target,
+                "duration_seconds": fault.duration or None,
+            }
+            items.append((self.start + math.ceil(fault.at), 1000 + i, item))
+        items.sort(key=lambda x: (x[0], x[1]))
+        return [
+            {"at": rfc3339(at), "done": self.start + self._tick - 1 >= at, **item}
+            for at, _, item in items
+        ]
+
     def active_faults(self) -> list[dict[str, Any]]:
         return [a.to_dict(self.start) for a in self._active if not a.fault.delivery]
 

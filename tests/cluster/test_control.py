@@ -44,6 +44,13 @@ async def test_controls_work_on_any_gateway_and_every_gateway_answers_the_same(
         sa = await asyncio.to_thread(get_json, f"{a.base}/api/v1/{name}")
         sb = await asyncio.to_thread(get_json, f"{b.base}/api/v1/{name}")
         assert sa == sb and sa["last_event_id"] == state["last_event_id"], name
+    # The timeline and the charts' history answer on any gateway.
+    ta = await asyncio.to_thread(get_json, a.base + "/api/sim/timeline")
+    tb = await asyncio.to_thread(get_json, b.base + "/api/sim/timeline")
+    assert ta == tb and ta["items"] and ta["scenario"] == "demo"
+    ha = await asyncio.to_thread(get_json, a.base + "/api/sim/history?channel=metrics&limit=3")
+    hb = await asyncio.to_thread(get_json, b.base + "/api/sim/history?channel=metrics&limit=3")
+    assert ha == hb and ha["events"]
     exp_id = sa_exps[0]["id"] if (sa_exps := (await _exps(a))) else None
     if exp_id is not None:
         one = await asyncio.to_thread(get_json, f"{b.base}/api/v1/experiments/{exp_id}")
