@@ -1,9 +1,15 @@
-"""Scenarios: the YAML schema, its loader and hand-written validation.
+"""Scenarios: the YAML format, declared once; its loader and checks.
 
-A scenario is read with PyYAML's node API so that every value keeps its line; checks are
-plain code (no schema library) and every error names the file, the field path and the
-line, e.g. ``demo.yaml: experiments[1].target_reduction (line 23): expected a number
-between 0 and 1, got 'high'``. docs/scenarios.md documents the schema for users.
+A scenario is read with PyYAML's node API so that every value keeps its line. The format
+is declared as data (no schema library): for every mapping, its fields and for each field
+its type, bounds, choices, default and description (`SCENARIO`, "The format" below).
+That one declaration is what the loader checks a file against, and what
+simulator/scenario_schema.py turns into the JSON Schema that editors read
+(docs/scenario.schema.json), so the two cannot disagree. What involves more than one
+field (references between sections, fault targets, an alert's scope against its metric)
+is plain code after it ("Cross-field checks"). Every error names the file, the field
+path and the line, e.g. ``demo.yaml: experiments[1].target_reduction (line 23): expected
+a number between 0 and 1, got 'high'``. docs/scenarios.md documents the format for users.
 """
 
 from __future__ import annotations
@@ -11,19 +17,34 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-from simulator.clock import START_BOUNDS, parse_duration, parse_start
+from simulator.clock import (
+    _DURATION,
+    MAX_DURATION,
+    START_BOUNDS,
+    format_duration,
+    parse_duration,
+    parse_start,
+)
 from simulator.events import CHANNELS
-from simulator.rules import RuleError, parse_condition, scope_of
+from simulator.rules import (
+    _CONDITION,
+    EXPERIMENT_METRICS,
+    GLOBAL_METRICS,
+    RuleError,
+    parse_condition,
+    scope_of,
+)
 
 # Reduction means by template (fraction of data points removed); the original
 # platform's documented figures. `baseline` forwards everything.
@@ -39,52 +60,13 @@ DEFAULT_NOISE = 0.03
 # as in the API reference (the reference's rounded figure is 0.0833).
 DEFAULT_PRICE_PER_MILLION = 1 / 12
 
-# Faults that change the model, with their parameters and defaults.
-SIM_FAULTS: dict[str, dict[str, Any]] = {
-    "sudden_drop": {"factor": 0.3, "variant": "candidate"},
-    "spike": {"factor": 3.0, "variant": "candidate"},
-    "cardinality_explosion": {"factor": 5.0, "ramp": 60.0, "variant": "candidate"},
-    "error_surge": {"error_rate": 0.02},
-    "agents_leave": {"count": 1, "fraction": 0.0},
-    "agent_churn": {"rate_per_hour": 60.0, "downtime": 120.0},
-    "agents_join": {"count": 1},
-    "cancel": {},
-}
-# Faults the server acts on (delivery); the engine only schedules them. Their parameters
-# and defaults live here, with the rest of the scenario schema, so a scenario file is
-# checked whole, with line numbers; phoenix/faults.py carries them out.
-DELIVERY_FAULTS: dict[str, dict[str, Any]] = {
-    "close_connections": {
-        "share": 1.0,
-        "user": None,
-        "channel": None,
-        "code": 1001,
-        "abrupt": False,
-    },
-    "latency": {"delay_ms": 200.0, "jitter_ms": 50.0, "distribution": "normal"},
-    "burst": {"count": 100},
-    "duplicate": {"probability": 0.1},
-    "reorder": {"window": 5},
-    "pause_delivery": {},
-    "token_expiry_storm": {"share": 1.0},
-    "rate_limit_squeeze": {
-        "messages_per_second": 5,
-        "channels_per_connection": None,
-        "connections_per_user": None,
-    },
-    "server_restart": {},
-}
-# Delivery faults that only make sense for a while.
-TIMED_DELIVERY_FAULTS = frozenset(
-    {"latency", "duplicate", "reorder", "pause_delivery", "rate_limit_squeeze", "server_restart"}
-)
 # Close codes a close_connections fault may use (RFC 6455 §7.4; 1005/1006/1015 are never sent).
-FAULT_CLOSE_CODES = (1000, 1001, 1008, 1011, 1012, 1013, *range(3000, 5000))
-# Simulation faults aimed at an experiment's series (or "global").
-METRIC_FAULTS: frozenset[str] = frozenset(
-    {"sudden_drop", "spike", "cardinality_explosion", "error_surge"}
+CLOSE_CODE_RANGES: tuple[tuple[int, int], ...] = (
+    (1000, 1001),
+    (1008, 1008),
+    (1011, 1013),
+    (3000, 4999),
 )
-AGENT_FAULTS: frozenset[str] = frozenset({"agents_leave", "agent_churn", "agents_join"})
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
 
 # Bounds that keep the model's arithmetic finite and a load fast.
@@ -396,11 +378,1041 @@ def _show(value: Any) -> str:
     return excerpt(repr(value))
 
 
-# --------------------------------------------------------------------------- checks
+# --------------------------------------------------------------------------- the format
+#
+# Each kind of value is a `Spec` with two methods that read the same attributes: `check`
+# (at load time: the value as the model wants it, or a ScenarioError naming the field
+# and line) and `json_schema` (its JSON Schema, draft 2020-12, for editors). A bound,
+# choice or default is written once, in the declaration further down, and both follow it.
+
+Where = tuple[Any, ...]  # a field path: mapping keys and list indexes
+
+
+def _num(x: float) -> float:
+    """A bound or default as JSON shows it best: 1e7 as 10000000, 0.5 as 0.5."""
+    if isinstance(x, float) and x.is_integer() and abs(x) < 2**53:
+        return int(x)
+    return x
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, float):
+        return _num(value)
+    if isinstance(value, list):
+        return [_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    return value
+
+
+def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema`, or null (a field whose empty value means its default)."""
+    out = dict(schema)
+    if isinstance(out.get("type"), str):
+        out["type"] = [out["type"], "null"]
+    elif "anyOf" in out:
+        out["anyOf"] = [*out["anyOf"], {"type": "null"}]
+    else:
+        out = {"anyOf": [schema, {"type": "null"}]}
+    return out
+
+
+class Spec:
+    """What one value of a scenario file may be."""
+
+    # Appended to the description of every field of this kind (how to write one).
+    hint = ""
+
+    def check(self, checker: _Checker, path: Where, value: Any) -> Any:
+        raise NotImplementedError
+
+    def json_schema(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Text(Spec):
+    """A string with something in it (not only spaces)."""
+
+    max_length: int | None = None
+    too_long: str = ""  # the message for a longer one
+
+    def check(self, checker: _Checker, path: Where, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise checker.fail(path, f"expected a non-empty string, got {_show(value)}")
+        if self.max_length is not None and len(value) > self.max_length:
+            raise checker.fail(path, self.too_long)
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "string", "pattern": r"\S"}
+        if self.max_length is not None:
+            out["maxLength"] = self.max_length
+        return out
+
+
+@dataclass(frozen=True)
+class Number(Spec):
+    """A number from `minimum` to `maximum`, both included; read as a float."""
+
+    minimum: float
+    maximum: float
+    expect: str = ""  # "expected <expect>, got ..."; by default "a number between ..."
+
+    def check(self, checker: _Checker, path: Where, value: Any) -> float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok:
+            # An int is compared as it is: a 400-digit one does not fit a float.
+            finite = isinstance(value, int) or math.isfinite(value)
+            ok = finite and self.minimum <= value <= self.maximum
+        if not ok:
+            what = self.expect or f"a number between {self.minimum:g} and {self.maximum:g}"
+            raise checker.fail(path, f"expected {what}, got {_show(value)}")
+        return float(value)
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "number", "minimum": _num(self.minimum), "maximum": _num(self.maximum)}
+
+
+@dataclass(frozen=True)
+class Integer(Spec):
+    """A whole number (written as one: 3, not 3.0) from `minimum` to `maximum`."""
+
+    minimum: int
+    maximum: int | None = None
+    expect: str = ""  # by default "an integer >= <minimum>" or "an integer from ... to ..."
+
+    def check(self, checker: _Checker, path: Where, value: Any) -> int:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= self.minimum
+        if not ok or (self.maximum is not None and value > self.maximum):
+            what = self.expect or (
+                f"an integer >= {self.minimum}"
+                if self.maximum is None
+                else f"an integer from {self.minimum} to {self.maximum}"
+            )
+            raise checker.fail(path, f"expected {what}, got {_show(value)}")
+        return int(value)
+
+    def json_schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "integer", "minimum": self.minimum}
+        if self.maximum is not None:
+            out["maximum"] = self.maximum
+        return out
+
+
+@dataclass(frozen=True)
+class Boolean(Spec):
+    def check(self, checker: _Checker, path: Where, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise checker.fail(path, f"expected true or false, got {_show(value)}")
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
+
+
+@dataclass(frozen=True)
+class Choice(Spec):
+    """One of a few names."""
+
+    choices: tuple[str, ...]
+    # A name for what is chosen ("template"): a wrong one is "unknown template 'x'" with
+    # the list; without a noun it is "expected <expect>, got 'x'".
+    noun: str = ""
+    expect: str = ""  # by default "one of a, b, c"
+
+    def check(self, checker: _Checker, path: Where, value: Any) -> str:
+        if self.noun:
+            Text().check(checker, path, value)
+            if value not in self.choices:
+                raise checker.fail(
+                    path,
+                    f"unknown {self.noun} '{excerpt(value)}'"
+                    f"{_did_you_mean(value, self.choices)}; known: {', '.join(self.choices)}",
+                )
+        elif not isinstance(value, str) or value not in self.choices:
+            what = self.expect or f"one of {', '.join(self.choices)}"
+            hint = _did_you_mean(value, self.choices) if isinstance(value, str) else ""
+            raise checker.fail(path, f"expected {what}, got {_show(value)}{hint}")
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "enum": list(self.choices)}
+
+
+@dataclass(frozen=True)
+class Codes(Spec):
+    """An integer within one of a few ranges (both ends included)."""
+
+    ranges: tuple[tuple[int, int], ...]
+    noun: str  # "a close code"
+
+    def check(self, checker: _Checker, path: Where, value: Any) -> int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if not ok or not any(lo <= value <= hi for lo, hi in self.ranges):
+            parts = [
+                str(lo) if lo == hi else f"{lo}, {hi}" if hi == lo + 1 else f"{lo}-{hi}"
+                for lo, hi in self.ranges
+            ]
+            listed = ", ".join(parts[:-1]) + " or " + parts[-1] if len(parts) > 1 else parts[0]
+            raise checker.fail(path, f"expected {self.noun} {listed}, got {_show(value)}")
+        return int(value)
+
+    def json_schema(self) -> dict[str, Any]:
+        return {
+            "type": "integer",
+            "anyOf": [
+                {"const": lo} if lo == hi else {"minimum": lo, "maximum": hi}
+                for lo, hi in self.ranges
+            ],
+        }
+
+
+# The duration parser's own expression (ECMA-262 reads it as Python does), so the schema
+# admits exactly the spellings parse_duration does. A positive one has a digit other
+# than 0 in its number (the lookahead stops at the unit, which has no digits).
+_DURATION_PATTERN = _DURATION.pattern
+_POSITIVE_DURATION_PATTERN = "^(?=\\s*[0-9.]*[1-9])" + _DURATION.pattern.removeprefix("^")
+
+
+@dataclass(frozen=True)
+class Duration(Spec):
+    """Seconds, or a string with a unit (parse_duration); read as seconds."""
+
+    positive: bool = False
+    minimum: float = 0.0
+    too_short: str = ""  # the message below `minimum`
+    maximum: float = MAX_DURATION
+    too_long: str = ""  # the message above `maximum` (parse_duration has its own at 366d)
+
+    hint = "A duration: seconds, or a number with a unit (250ms, 30s, 2m, 1.5h, 1d)."
+
+    def check(self, checker: _Checker, path: Where, value: Any) -> float:
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            raise checker.fail(path, f"{exc}, got {_show(value)}") from None
+        if self.positive and seconds <= 0:
+            raise checker.fail(path, f"expected a positive duration, got {_show(value)}")
+        if seconds < self.minimum:
+            raise checker.fail(path, f"{self.too_short}, got {_show(value)}")
+        if seconds > self.maximum:
+            raise checker.fail(path, f"{self.too_long}, got {_show(value)}")
+        return seconds
+
+    def json_schema(self) -> dict[str, Any]:
+        # A string's value against the bounds is beyond a pattern: the loader checks it.
+        number: dict[str, Any] = {"type": "number"}
+        if self.minimum > 0:
+            number["minimum"] = _num(self.minimum)
+        elif self.positive:
+            number["exclusiveMinimum"] = 0
+        else:
+            number["minimum"] = 0
+        number["maximum"] = _num(min(self.maximum, MAX_DURATION))
+        pattern = _POSITIVE_DURATION_PATTERN if self.positive else _DURATION_PATTERN
+        return {"anyOf": [number, {"type": "string", "pattern": pattern}]}
+
+
+@dataclass(frozen=True)
+class Start(Spec):
+    """An RFC 3339 time within START_BOUNDS; read as UNIX seconds."""
+
+    hint = "RFC 3339, e.g. 2024-01-20T10:00:00Z; UTC when it has no offset."
+
+    def check(self, checker: _Checker, path: Where, value: Any) -> float:
+        try:
+            # YAML hands an unquoted timestamp over as a datetime.
+            if not isinstance(value, str | datetime):
+                raise ValueError(
+                    f"expected an RFC 3339 time such as 2024-01-20T10:00:00Z, {START_BOUNDS}"
+                )
+            return parse_start(value)
+        except ValueError as exc:
+            raise checker.fail(path, f"{exc}, got {_show(value)}") from None
+
+    def json_schema(self) -> dict[str, Any]:
+        # No "format": editors would hold it to RFC 3339 strictly, and the loader also
+        # takes a time without an offset (as UTC). The range is the loader's to check.
+        return {"type": "string", "examples": ["2024-01-20T10:00:00Z"]}
+
+
+# rules._CONDITION without its group names (ECMA-262 spells them differently), behind a
+# lookahead that admits the known metrics only.
+_CONDITION_PATTERN = (
+    "^(?=\\s*(?:"
+    + "|".join(EXPERIMENT_METRICS + GLOBAL_METRICS)
+    + ")(?![A-Za-z0-9_]))"
+    + re.sub(r"\(\?P<\w+>", "(", _CONDITION.pattern).removeprefix("^")
+)
+
+
+@dataclass(frozen=True)
+class Condition(Spec):
+    """An alert condition, `<metric> <op> <number>` (rules.parse_condition)."""
+
+    def check(self, checker: _Checker, path: Where, value: Any) -> str:
+        text = Text().check(checker, path, value)
+        try:
+            parse_condition(text)
+        except RuleError as exc:
+            raise checker.fail(path, str(exc)) from None
+        return text
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": _CONDITION_PATTERN}
+
+
+@dataclass(frozen=True)
+class Weights(Spec):
+    """A list of names (all alike) or a mapping name -> weight from 0 to 1."""
+
+    name: Text | Choice = Text()
+    weight: Number = Number(0.0, 1.0)
+    weight_doc: str = ""  # what one weight is (shown for each name a Choice allows)
+
+    def check(self, checker: _Checker, path: Where, value: Any) -> tuple[tuple[str, float], ...]:
+        if isinstance(value, list | dict) and not value:
+            raise checker.fail(path, "expected at least one entry")
+        if isinstance(value, list):
+            return tuple(
+                (self.name.check(checker, path + (i,), v), 1.0) for i, v in enumerate(value)
+            )
+        if isinstance(value, dict):
+            return tuple(
+                (
+                    self.name.check(checker, path + (k,), str(k)),
+                    self.weight.check(checker, path + (k,), v),
+                )
+                for k, v in value.items()
+            )
+        raise checker.fail(path, f"expected a list or a mapping, got {_show(value)}")
+
+    def json_schema(self) -> dict[str, Any]:
+        listed = {"type": "array", "minItems": 1, "items": self.name.json_schema()}
+        mapped: dict[str, Any] = {"type": "object", "minProperties": 1}
+        if isinstance(self.name, Choice):
+            # Named properties: an editor completes them.
+            mapped["properties"] = {
+                c: {"description": self.weight_doc, **self.weight.json_schema()}
+                for c in self.name.choices
+            }
+            mapped["additionalProperties"] = False
+        else:
+            mapped["propertyNames"] = self.name.json_schema()
+            mapped["additionalProperties"] = self.weight.json_schema()
+        return {"anyOf": [listed, mapped]}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key of a mapping."""
+
+    spec: Spec
+    doc: str
+    required: bool = False
+    # What an absent field means, written as in a file (and checked like one). None:
+    # nothing, or what the cross-field code works out (`doc` says what).
+    default: Any = None
+    nullable: bool = False  # an empty value (`fleet:`) means the default
+
+    def json_schema(self) -> dict[str, Any]:
+        doc = f"{self.doc} {self.spec.hint}" if self.spec.hint else self.doc
+        out = {"description": doc, **self.spec.json_schema()}
+        if self.nullable:
+            out = _or_null(out)
+        if self.default is not None:
+            out["default"] = _json(self.default)
+        return out
+
+
+class Values(dict[str, Any]):
+    """A checked mapping: every field, absent ones at their default (or None); `given`
+    names the fields the file set."""
+
+    given: frozenset[str] = frozenset()
+
+
+def _keys(
+    checker: _Checker,
+    path: Where,
+    value: Any,
+    allowed: Collection[str],
+    required: Iterable[str],
+    noun: str,
+) -> dict[Any, Any]:
+    if not isinstance(value, dict):
+        raise checker.fail(path, f"expected a mapping, got {_show(value)}")
+    for key in value:
+        if not isinstance(key, str) or key not in allowed:
+            raise checker.fail(
+                path + (key,),
+                f"unknown {noun}{_did_you_mean(str(key), allowed)}; "
+                f"allowed: {', '.join(sorted(allowed)) or 'none'}",
+            )
+    for key in required:
+        if key not in value:
+            raise checker.fail(path, f"missing required {noun} '{key}'")
+    return value
+
+
+@dataclass(frozen=True)
+class Mapping(Spec):
+    """Named fields, no others."""
+
+    fields: dict[str, Field]
+    noun: str = "field"
+
+    def check(self, checker: _Checker, path: Where, value: Any, fill: bool = True) -> Values:
+        """The checked fields; with `fill`, absent ones too, at their defaults."""
+        required = [name for name, f in self.fields.items() if f.required]
+        given = _keys(checker, path, value, self.fields, required, self.noun)
+        out = Values()
+        for name, f in self.fields.items():
+            v = given.get(name)
+            if name in given and not (v is None and f.nullable):
+                out[name] = f.spec.check(checker, path + (name,), v)
+            elif fill:
+                d = f.default
+                out[name] = None if d is None else f.spec.check(checker, path + (name,), d)
+        out.given = frozenset(given)
+        return out
+
+    def json_schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": "object",
+            "properties": {name: f.json_schema() for name, f in self.fields.items()},
+        }
+        required = [name for name, f in self.fields.items() if f.required]
+        if required:
+            out["required"] = required
+        out["additionalProperties"] = False
+        return out
+
+
+@dataclass(frozen=True)
+class ListOf(Spec):
+    item: Spec
+
+    def check(self, checker: _Checker, path: Where, value: Any) -> list[Any]:
+        if not isinstance(value, list):
+            raise checker.fail(path, f"expected a list, got {_show(value)}")
+        return [self.item.check(checker, path + (i,), v) for i, v in enumerate(value)]
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "array", "items": self.item.json_schema()}
+
+
+# What a fault may aim at, by type.
+Target = Literal["none", "global", "global or experiment", "experiment", "global or agent"]
+TARGET_DOCS: dict[str, str] = {
+    "global": "Only `global` (the default): the whole fleet.",
+    "global or experiment": "An experiment id, or `global` (the default): the whole fleet.",
+    "experiment": "The id of the experiment.",
+    "global or agent": (
+        "`global` (the default): agents drawn at random; or one agent's id, such as "
+        "agent-prod-app-001 (`agent-<hostname>`)."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class FaultType:
+    doc: str
+    params: dict[str, Field]
+    delivery: bool = False  # the server carries it out; otherwise it changes the model
+    target: Target = "global"
+    needs_duration: bool = False
+
+    @property
+    def parameters(self) -> Mapping:
+        return Mapping(self.params, noun="parameter")
+
+    @property
+    def duration(self) -> Duration:
+        if not self.delivery:
+            return Duration(positive=self.needs_duration)
+        return Duration(
+            positive=self.needs_duration,
+            maximum=MAX_DELIVERY_FAULT,
+            too_long=f"a delivery fault lasts at most {format_duration(MAX_DELIVERY_FAULT)}",
+        )
+
+    def defaults(self) -> dict[str, Any]:
+        return {name: f.default for name, f in self.params.items()}
+
+
+def _variant() -> Field:
+    return Field(
+        Choice(("baseline", "candidate"), expect="'baseline' or 'candidate'"),
+        "Which variant of the target experiment it hits (a global target: every agent).",
+        default="candidate",
+    )
+
+
+def _agent_count(doc: str) -> Field:
+    spec = Integer(0, MAX_AGENTS, f"a number of agents from 0 to {MAX_AGENTS}")
+    return Field(spec, doc, default=1)
+
+
+def _held(lo: int) -> Integer:
+    return Integer(lo, MAX_HELD_EVENTS, f"a number of events from {lo} to {MAX_HELD_EVENTS}")
+
+
+_DELAY = Number(0.0, 600_000.0, "milliseconds between 0 and 600000")
+_PER_SECOND = "a rate > 0"
+_LIMIT = Integer(1, expect="a whole number >= 1")
+
+# Every fault type: its parameters (with their defaults) and what it takes. Simulation
+# faults first, then delivery faults, which phoenix/faults.py carries out.
+FAULT_TYPES: dict[str, FaultType] = {
+    "sudden_drop": FaultType(
+        "The variant's rate (or every agent's rate) times `factor`.",
+        {
+            "factor": Field(
+                Number(0.0, 1.0, "a factor between 0 and 1"), "Rate multiplier.", default=0.3
+            ),
+            "variant": _variant(),
+        },
+        target="global or experiment",
+        needs_duration=True,
+    ),
+    "spike": FaultType(
+        "The variant's rate (or every agent's rate) times `factor`.",
+        {
+            "factor": Field(
+                Number(1.0, 1000.0, "a factor between 1 and 1000"), "Rate multiplier.", default=3.0
+            ),
+            "variant": _variant(),
+        },
+        target="global or experiment",
+        needs_duration=True,
+    ),
+    "cardinality_explosion": FaultType(
+        "Series grow to `factor` times over `ramp`.",
+        {
+            "factor": Field(
+                Number(1.0, 1000.0, "a factor between 1 and 1000"),
+                "Series multiplier.",
+                default=5.0,
+            ),
+            "ramp": Field(Duration(), "Time to reach the full factor.", default=60.0),
+            "variant": _variant(),
+        },
+        target="global or experiment",
+        needs_duration=True,
+    ),
+    "error_surge": FaultType(
+        "The error rate jumps to `error_rate`.",
+        {"error_rate": Field(Number(0.0, 1.0), "The error rate while it lasts.", default=0.02)},
+        target="global or experiment",
+        needs_duration=True,
+    ),
+    "agents_leave": FaultType(
+        "Random agents (or `fraction` of the online fleet, or the target agent) disconnect; "
+        "they come back after `duration` (never without one).",
+        {
+            "count": _agent_count("How many agents leave."),
+            "fraction": Field(
+                Number(0.0, 1.0),
+                "Share of the online fleet that leaves (instead of count).",
+                default=0.0,
+            ),
+        },
+        target="global or agent",
+    ),
+    "agent_churn": FaultType(
+        "Extra churn while it lasts.",
+        {
+            "rate_per_hour": Field(
+                Number(0.0, MAX_RATE_PER_HOUR, f"a rate between 0 and {MAX_RATE_PER_HOUR:g}"),
+                "Agents leaving per hour, fleet-wide.",
+                default=60.0,
+            ),
+            "downtime": Field(Duration(), "Mean time away.", default=120.0),
+        },
+        needs_duration=True,
+    ),
+    "agents_join": FaultType(
+        f"New hosts join the fleet for good (it never grows past {MAX_AGENTS} agents).",
+        {"count": _agent_count("How many agents join.")},
+    ),
+    "cancel": FaultType("Cancels the target experiment.", {}, target="experiment"),
+    "close_connections": FaultType(
+        "Close a seeded share of the connections (of one user, or one channel's "
+        "subscribers) with `code`, or drop them with no close frame.",
+        {
+            "share": Field(Number(0.0, 1.0), "Share of the connections closed.", default=1.0),
+            "user": Field(
+                Text(256, "expected a user (a token's sub) of at most 256 characters"),
+                "Only this user's connections (a token's sub).",
+            ),
+            "channel": Field(Choice(CHANNELS), "Only the subscribers of this channel."),
+            "code": Field(
+                Codes(CLOSE_CODE_RANGES, "a close code"), "WebSocket close code.", default=1001
+            ),
+            "abrupt": Field(Boolean(), "Drop the connections with no close frame.", default=False),
+        },
+        delivery=True,
+        target="none",
+    ),
+    "latency": FaultType(
+        "Every frame is held that long before sending (order kept).",
+        {
+            "delay_ms": Field(_DELAY, "Mean delay, in milliseconds.", default=200.0),
+            "jitter_ms": Field(_DELAY, "Spread of the delay, in milliseconds.", default=50.0),
+            "distribution": Field(
+                Choice(
+                    ("normal", "uniform", "exponential"), expect="normal, uniform or exponential"
+                ),
+                "Distribution of the delay.",
+                default="normal",
+            ),
+        },
+        delivery=True,
+        target="none",
+        needs_duration=True,
+    ),
+    "burst": FaultType(
+        "Hold events until `count` have gathered, then deliver them at once.",
+        {"count": Field(_held(1), "Events held before a burst.", default=100)},
+        delivery=True,
+        target="none",
+    ),
+    "duplicate": FaultType(
+        "Deliver events twice (same id).",
+        {
+            "probability": Field(
+                Number(0.0, 1.0), "Chance that an event is sent twice.", default=0.1
+            )
+        },
+        delivery=True,
+        target="none",
+        needs_duration=True,
+    ),
+    "reorder": FaultType(
+        "Shuffle events within windows of `window` events.",
+        {"window": Field(_held(2), "Events per shuffled window.", default=5)},
+        delivery=True,
+        target="none",
+        needs_duration=True,
+    ),
+    "pause_delivery": FaultType(
+        "Hold every event, then flood them in order at the end.",
+        {},
+        delivery=True,
+        target="none",
+        needs_duration=True,
+    ),
+    "token_expiry_storm": FaultType(
+        "Close a share of the connections as expired (4001); while it lasts, tokens issued "
+        "before it are refused as expired.",
+        {"share": Field(Number(0.0, 1.0), "Share of the connections closed.", default=1.0)},
+        delivery=True,
+        target="none",
+    ),
+    "rate_limit_squeeze": FaultType(
+        "Lower the limits for a while.",
+        {
+            "messages_per_second": Field(
+                Number(0.001, 1_000_000.0, _PER_SECOND), "Commands per second.", default=5
+            ),
+            "channels_per_connection": Field(_LIMIT, "Channels one connection may subscribe to."),
+            "connections_per_user": Field(_LIMIT, "Connections one user may hold."),
+        },
+        delivery=True,
+        target="none",
+        needs_duration=True,
+    ),
+    "server_restart": FaultType(
+        "Close everyone with 1012 and refuse /ws with 503 until it ends (`duration` is "
+        "the downtime).",
+        {},
+        delivery=True,
+        target="none",
+        needs_duration=True,
+    ),
+}
+
+# Faults that change the model and faults the server acts on, with their parameters'
+# defaults (phoenix/faults.py reads DELIVERY_FAULTS).
+SIM_FAULTS: dict[str, dict[str, Any]] = {
+    name: kind.defaults() for name, kind in FAULT_TYPES.items() if not kind.delivery
+}
+DELIVERY_FAULTS: dict[str, dict[str, Any]] = {
+    name: kind.defaults() for name, kind in FAULT_TYPES.items() if kind.delivery
+}
+
+FAULT_FIELDS: dict[str, Field] = {
+    "at": Field(Duration(), "When it happens: an offset from the start of the run.", required=True),
+    "type": Field(
+        Choice(tuple(sorted(FAULT_TYPES)), noun="fault type"),
+        "What goes wrong. Simulation faults change the model: "
+        + ", ".join(n for n, k in FAULT_TYPES.items() if not k.delivery)
+        + ". Delivery faults are carried out by the server: "
+        + ", ".join(n for n, k in FAULT_TYPES.items() if k.delivery)
+        + ".",
+        required=True,
+    ),
+    "duration": Field(
+        Duration(),
+        "How long it lasts. Some types need one; a delivery fault lasts at most "
+        f"{format_duration(MAX_DELIVERY_FAULT)}.",
+        default=0,
+    ),
+    "target": Field(
+        Text(),
+        "What it hits, by type: an experiment id, an agent id or global. Delivery faults "
+        "take none.",
+    ),
+    "params": Field(Mapping({}), "The type's parameters (each has a default).", nullable=True),
+}
+
+
+@dataclass(frozen=True)
+class FaultSpec(Spec):
+    """A fault: common fields, then what its `type` takes (FAULT_TYPES)."""
+
+    scheduled: bool = True  # in a scenario's schedule (with `at`), not injected now
+
+    def check(self, checker: _Checker, path: Where, value: Any) -> dict[str, Any]:
+        required = ("type", "at") if self.scheduled else ("type",)
+        m = _keys(checker, path, value, FAULT_FIELDS, required, "field")
+        if not self.scheduled and "at" in m:
+            raise checker.fail(path + ("at",), "an injected fault happens now: remove 'at'")
+        ftype = FAULT_FIELDS["type"].spec.check(checker, path + ("type",), m["type"])
+        kind = FAULT_TYPES[ftype]
+        at = (
+            FAULT_FIELDS["at"].spec.check(checker, path + ("at",), m["at"])
+            if self.scheduled
+            else 0.0
+        )
+        duration = 0.0
+        if "duration" in m:
+            duration = kind.duration.check(checker, path + ("duration",), m["duration"])
+        elif kind.needs_duration:
+            raise checker.fail(path + ("duration",), f"a fault of type '{ftype}' needs a duration")
+        target = None
+        if "target" in m:
+            if kind.target == "none":
+                raise checker.fail(path + ("target",), f"a '{ftype}' fault has no target")
+            target = Text().check(checker, path + ("target",), m["target"])
+        elif kind.target == "experiment":
+            raise checker.fail(
+                path + ("target",), f"a fault of type '{ftype}' needs a target (an experiment id)"
+            )
+        given = m.get("params")
+        params = kind.parameters.check(
+            checker, path + ("params",), {} if given is None else given, fill=False
+        )
+        # The defaults as they are (not read through their specs): the server and the
+        # events show them as written in FAULT_TYPES.
+        return {
+            "type": ftype,
+            "at": at,
+            "duration": duration,
+            "target": target,
+            "params": {**kind.defaults(), **params},
+        }
+
+    def json_schema(self) -> dict[str, Any]:
+        properties = {name: f.json_schema() for name, f in FAULT_FIELDS.items()}
+        # Which parameters are allowed depends on the type: the branches below say.
+        properties["params"] = {
+            "description": FAULT_FIELDS["params"].doc,
+            "type": ["object", "null"],
+        }
+        if not self.scheduled:
+            del properties["at"]
+        branches = []
+        for name, kind in FAULT_TYPES.items():
+            then: dict[str, Any] = {
+                "params": {
+                    "description": kind.doc + (" Needs a duration." if kind.needs_duration else ""),
+                    **_or_null(kind.parameters.json_schema()),
+                }
+            }
+            if kind.duration != FAULT_FIELDS["duration"].spec:
+                then["duration"] = kind.duration.json_schema()
+            if kind.target == "none":
+                then["target"] = False
+            elif kind.target == "global":
+                then["target"] = {"description": TARGET_DOCS["global"], "const": "global"}
+            else:
+                then["target"] = {"description": TARGET_DOCS[kind.target]}
+                if kind.target != "experiment":
+                    then["target"]["default"] = "global"
+            needs = ["duration"] if kind.needs_duration else []
+            if kind.target == "experiment":
+                needs.append("target")
+            branch: dict[str, Any] = {"properties": then}
+            if needs:
+                branch["required"] = needs
+            branches.append(
+                {
+                    "if": {"properties": {"type": {"const": name}}, "required": ["type"]},
+                    "then": branch,
+                }
+            )
+        return {
+            "type": "object",
+            "properties": properties,
+            "required": ["at", "type"] if self.scheduled else ["type"],
+            "additionalProperties": False,
+            "allOf": branches,
+        }
+
+
+FAULT = FaultSpec()
+INJECTED_FAULT = FaultSpec(scheduled=False)
+
+_PER_TICK = "expected an interval of at least 1s (one per tick)"
+
+INTERVALS = Mapping(
+    {
+        "metrics": Field(
+            Duration(positive=True, minimum=1.0, too_short=_PER_TICK),
+            "How often `metrics.update` is emitted (anomaly detection and alert rules run "
+            "on each sample); at least 1s.",
+            default="10s",
+        ),
+        "heartbeat": Field(
+            Duration(
+                positive=True,
+                minimum=MIN_INTERVAL,
+                too_short="expected an interval of at least 1ms",
+            ),
+            "How often each agent sends `agent.heartbeat`, spread evenly over the "
+            "interval; at least 1ms.",
+            default="30s",
+        ),
+        "cost": Field(
+            Duration(positive=True, minimum=1.0, too_short=_PER_TICK),
+            "How often `cost.update` is emitted; at least 1s.",
+            default="10s",
+        ),
+        "progress": Field(
+            Duration(positive=True, minimum=1.0, too_short=_PER_TICK),
+            "How often `experiment.updated` is emitted while an experiment runs; at least 1s.",
+            default="30s",
+        ),
+    }
+)
+
+_CAPABILITIES = tuple(t for t in TEMPLATE_REDUCTION if t != "baseline")
+
+FLEET = Mapping(
+    {
+        "agents": Field(
+            Integer(1, MAX_AGENTS, f"a number of agents from 1 to {MAX_AGENTS}"),
+            "Number of agents at the start. Their ids are `agent-<hostname>`.",
+            default=150,
+        ),
+        "hostname_prefix": Field(
+            Text(), "Hostnames are `<prefix>-001`, `<prefix>-002`, ...", default="prod-app"
+        ),
+        "versions": Field(
+            Weights(),
+            "Agent versions: a list (equally likely) or a mapping version -> weight.",
+            default=["1.2.3"],
+        ),
+        "capabilities": Field(
+            Weights(
+                Choice(_CAPABILITIES, noun="capability"),
+                weight_doc="Probability that an agent can run this template.",
+            ),
+            "Templates the agents can run: a list (every agent has them) or a mapping "
+            "template -> probability that an agent has it. An agent runs a pipeline only "
+            "if it has the pipeline's template.",
+            default=["adaptive_filter", "topk", "hybrid"],
+        ),
+        "mps": Field(
+            Mapping(
+                {
+                    "median": Field(
+                        Number(1.0, MAX_MPS_MEDIAN, f"a rate between 1 and {MAX_MPS_MEDIAN:g}"),
+                        "Median metrics per second per agent.",
+                        default=8000,
+                    ),
+                    "sigma": Field(
+                        Number(0.0, 3.0),
+                        "Spread of the lognormal (0: every agent alike).",
+                        default=0.3,
+                    ),
+                }
+            ),
+            "Metrics per second per agent (lognormal).",
+            default={},
+        ),
+        "churn": Field(
+            Mapping(
+                {
+                    "rate_per_hour": Field(
+                        Number(
+                            0.0, MAX_RATE_PER_HOUR, f"a rate between 0 and {MAX_RATE_PER_HOUR:g}"
+                        ),
+                        "Agents leaving per hour, fleet-wide (Poisson).",
+                        default=0,
+                    ),
+                    "downtime": Field(
+                        Duration(positive=True),
+                        "Mean time away (exponential, at least 10s); they come back.",
+                        default="2m",
+                    ),
+                }
+            ),
+            "Agents leaving and coming back all the time.",
+            default={},
+        ),
+    }
+)
+
+PIPELINE = Mapping(
+    {
+        "id": Field(Text(), "The id experiments refer to.", required=True),
+        "template": Field(
+            Choice(tuple(TEMPLATE_REDUCTION), noun="template"),
+            "What the pipeline does to the data points.",
+            required=True,
+        ),
+        "reduction": Field(
+            Number(0.0, 0.99),
+            "Mean fraction of points removed. Default by template: "
+            + ", ".join(f"{t} {r:g}" for t, r in TEMPLATE_REDUCTION.items())
+            + ".",
+        ),
+        "noise": Field(
+            Number(0.0, 0.5),
+            f"Spread of that fraction between experiments (default {DEFAULT_NOISE:g}; 0 for "
+            "baseline).",
+        ),
+    }
+)
+
+DEPLOYMENT = Mapping(
+    {
+        "failure_probability": Field(
+            Number(0.0, 1.0), "Chance that the deployment to one agent fails.", default=0.02
+        ),
+        "max_failed_fraction": Field(
+            Number(0.0, 1.0),
+            "A deployment with a larger share of failed agents fails, and the experiment too.",
+            default=0.2,
+        ),
+        "seconds_per_agent": Field(
+            Duration(positive=True), "Time to deploy to one agent.", default="3s"
+        ),
+        "parallel": Field(Integer(1), "Agents deployed to at once.", default=1),
+    }
+)
+
+EXPERIMENT = Mapping(
+    {
+        "id": Field(Text(), "The experiment's id (faults and events name it).", required=True),
+        "name": Field(Text(), "Display name (default: the id)."),
+        "baseline": Field(Text(), "The id of the baseline pipeline.", required=True),
+        "candidate": Field(Text(), "The id of the candidate pipeline.", required=True),
+        "create_at": Field(
+            Duration(), "When `experiment.created` happens: an offset from the start.", default=0
+        ),
+        "start_at": Field(
+            Duration(),
+            "When it starts (initializing, then deploying): an offset from the start, not "
+            "before create_at (the default).",
+        ),
+        "duration": Field(Duration(positive=True), "Time spent running.", required=True),
+        "target_reduction": Field(
+            Number(0.0, 1.0), "The candidate wins with at least this mean reduction.", default=0.6
+        ),
+        "max_error_rate": Field(
+            Number(0.0, 1.0),
+            "The candidate wins with at most this mean error rate; above it for abort_after, "
+            "the experiment fails.",
+            default=0.01,
+        ),
+        "abort_after": Field(
+            Duration(), "How long the error rate may stay above max_error_rate.", default="60s"
+        ),
+        "agents": Field(
+            Integer(1, MAX_AGENTS, f"a number of agents from 1 to {MAX_AGENTS}"),
+            "Agents both variants are deployed to (at most the fleet's).",
+            default=15,
+        ),
+        "rollback": Field(Boolean(), "Roll back when the experiment fails.", default=True),
+        "deployment": Field(DEPLOYMENT, "How the variants are deployed.", default={}),
+    }
+)
+
+ALERT = Mapping(
+    {
+        "name": Field(Text(), "The alert's name.", required=True),
+        "condition": Field(
+            Condition(),
+            "`<metric> <op> <number>`, e.g. `error_rate > 0.01`. Per-experiment metrics: "
+            + ", ".join(EXPERIMENT_METRICS)
+            + "; global metrics: "
+            + ", ".join(GLOBAL_METRICS)
+            + ". Operators: > >= < <= == !=.",
+            required=True,
+        ),
+        "for": Field(Duration(), "How long the condition holds before the alert fires.", default=0),
+        "severity": Field(Choice(SEVERITIES), "The alert's severity.", default="warning"),
+        "scope": Field(
+            Choice(("experiments", "global")),
+            "Follows from the metric; if given, it must agree with it.",
+        ),
+    }
+)
+
+SCENARIO = Mapping(
+    {
+        "name": Field(Text(), "Short name.", required=True),
+        "description": Field(Text(), "Shown in scenario lists."),
+        "start": Field(
+            Start(),
+            "When the run starts, between 1970-01-01 and 9000-01-01. Without it the caller "
+            "gives a start (the server uses now).",
+            nullable=True,
+        ),
+        "duration": Field(
+            Duration(positive=True),
+            "The run stops advancing after this long (default: it runs forever).",
+            nullable=True,
+        ),
+        "seed": Field(
+            Integer(0, expect="a seed (an integer >= 0)"),
+            "Default seed (0 when absent); the caller may override it.",
+            nullable=True,
+        ),
+        "intervals": Field(
+            INTERVALS, "How often periodic events are emitted.", default={}, nullable=True
+        ),
+        "price_per_million_points": Field(
+            Number(0.0, MAX_PRICE, f"a price in USD between 0 and {MAX_PRICE:g}"),
+            "USD per million data points ingested.",
+            default=DEFAULT_PRICE_PER_MILLION,
+        ),
+        "fleet": Field(FLEET, "The agents.", default={}, nullable=True),
+        "pipelines": Field(
+            ListOf(PIPELINE), "Pipelines experiments can compare.", default=[], nullable=True
+        ),
+        "experiments": Field(
+            ListOf(EXPERIMENT), "A/B experiments of two pipelines.", default=[], nullable=True
+        ),
+        "faults": Field(
+            ListOf(FAULT), "Things that go wrong, at given times.", default=[], nullable=True
+        ),
+        "alerts": Field(ListOf(ALERT), "Alert rules.", default=[], nullable=True),
+    }
+)
+
+
+# --------------------------------------------------------------------------- cross-field checks
 
 
 class _Checker:
-    """Validates the plain data that YAML produced, with the recorded lines at hand."""
+    """Checks the plain data that YAML produced against `SCENARIO`, then what involves
+    more than one field, with the recorded lines at hand."""
 
     def __init__(self, source: str, lines: dict[tuple[Any, ...], int]) -> None:
         self.source = source
@@ -415,587 +1427,156 @@ class _Checker:
         field = _path_text(path) if path else None
         return ScenarioError(f"{self.source}: {_path_text(path)}{where}: {message}", field, message)
 
-    # -- generic helpers
-
-    def mapping(
-        self,
-        path: tuple[Any, ...],
-        value: Any,
-        required: tuple[str, ...] = (),
-        optional: tuple[str, ...] = (),
-    ) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(path, f"expected a mapping, got {_show(value)}")
-        allowed = set(required) | set(optional)
-        for key in value:
-            if not isinstance(key, str) or key not in allowed:
-                raise self.fail(
-                    path + (key,),
-                    f"unknown field{_did_you_mean(str(key), allowed)}; "
-                    f"allowed: {', '.join(sorted(allowed))}",
-                )
-        for key in required:
-            if key not in value:
-                raise self.fail(path, f"missing required field '{key}'")
-        return value
-
-    def string(self, path: tuple[Any, ...], value: Any) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(path, f"expected a non-empty string, got {_show(value)}")
-        return value
-
-    def number(
-        self,
-        path: tuple[Any, ...],
-        value: Any,
-        lo: float | None = None,
-        hi: float | None = None,
-        what: str = "a number",
-    ) -> float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if ok:
-            # An int is compared as it is: a 400-digit one does not fit a float.
-            finite = isinstance(value, int) or math.isfinite(value)
-            ok = finite and (lo is None or value >= lo) and (hi is None or value <= hi)
-            ok = ok and abs(value) <= 1e300
-        if not ok:
-            raise self.fail(path, f"expected {what}, got {_show(value)}")
-        return float(value)
-
-    def integer(self, path: tuple[Any, ...], value: Any, lo: int = 0, what: str = "") -> int:
-        if not isinstance(value, int) or isinstance(value, bool) or value < lo:
-            raise self.fail(path, f"expected {what or f'an integer >= {lo}'}, got {_show(value)}")
-        return value
-
-    def duration(self, path: tuple[Any, ...], value: Any, positive: bool = False) -> float:
-        try:
-            seconds = parse_duration(value)
-        except ValueError as exc:
-            raise self.fail(path, f"{exc}, got {_show(value)}") from None
-        if positive and seconds <= 0:
-            raise self.fail(path, f"expected a positive duration, got {_show(value)}")
-        return seconds
-
-    def boolean(self, path: tuple[Any, ...], value: Any) -> bool:
-        if not isinstance(value, bool):
-            raise self.fail(path, f"expected true or false, got {_show(value)}")
-        return value
-
-    def weights(self, path: tuple[Any, ...], value: Any) -> tuple[tuple[str, float], ...]:
-        """A list of names (all equal) or a mapping name -> weight/probability."""
-        if isinstance(value, list):
-            if not value:
-                raise self.fail(path, "expected at least one entry")
-            return tuple((self.string(path + (i,), v), 1.0) for i, v in enumerate(value))
-        if isinstance(value, dict):
-            if not value:
-                raise self.fail(path, "expected at least one entry")
-            return tuple(
-                (str(k), self.number(path + (k,), v, 0.0, 1.0, "a number between 0 and 1"))
-                for k, v in value.items()
-            )
-        raise self.fail(path, f"expected a list or a mapping, got {_show(value)}")
-
-    # -- the document
-
     def scenario(self, data: Any) -> Scenario:
-        top = self.mapping(
-            (),
-            data,
-            required=("name",),
-            optional=(
-                "description",
-                "start",
-                "duration",
-                "seed",
-                "intervals",
-                "price_per_million_points",
-                "fleet",
-                "pipelines",
-                "experiments",
-                "faults",
-                "alerts",
-            ),
+        top = SCENARIO.check(self, (), data)
+        f = top["fleet"]
+        fleet = Fleet(
+            agents=f["agents"],
+            hostname_prefix=f["hostname_prefix"],
+            versions=f["versions"],
+            capabilities=f["capabilities"],
+            mps_median=f["mps"]["median"],
+            mps_sigma=f["mps"]["sigma"],
+            churn=Churn(**f["churn"]),
         )
-        name = self.string(("name",), top["name"])
-        description = ""
-        if "description" in top:
-            description = " ".join(self.string(("description",), top["description"]).split())
-        start = None
-        if top.get("start") is not None:
-            raw = top["start"]
-            try:
-                if not isinstance(raw, str | datetime):
-                    raise ValueError(
-                        f"expected an RFC 3339 time such as 2024-01-20T10:00:00Z, {START_BOUNDS}"
-                    )
-                start = parse_start(raw)
-            except ValueError as exc:
-                raise self.fail(("start",), f"{exc}, got {_show(raw)}") from None
-        duration = None
-        if top.get("duration") is not None:
-            duration = self.duration(("duration",), top["duration"], positive=True)
-        seed = None
-        if top.get("seed") is not None:
-            seed = self.integer(("seed",), top["seed"], 0, "a seed (an integer >= 0)")
-        intervals = self.intervals(top.get("intervals", {}))
-        price = DEFAULT_PRICE_PER_MILLION
-        if "price_per_million_points" in top:
-            price = self.number(
-                ("price_per_million_points",),
-                top["price_per_million_points"],
-                0.0,
-                MAX_PRICE,
-                f"a price in USD between 0 and {MAX_PRICE:g}",
-            )
-        fleet = self.fleet(top.get("fleet", {}))
-        pipelines = self.pipelines(top.get("pipelines", []))
-        experiments = self.experiments(top.get("experiments", []), pipelines, fleet)
+        pipelines = self.pipelines(top["pipelines"])
+        experiments = self.experiments(top["experiments"], pipelines, fleet)
         faults = tuple(
-            self.fault(("faults", i), f, experiments, fleet, with_at=True)
-            for i, f in enumerate(self.sequence(("faults",), top.get("faults", [])))
+            self.fault(("faults", i), fault, experiments, fleet)
+            for i, fault in enumerate(top["faults"])
         )
-        alerts = tuple(
-            self.alert(("alerts", i), a)
-            for i, a in enumerate(self.sequence(("alerts",), top.get("alerts", [])))
-        )
+        alerts = tuple(self.alert(("alerts", i), a) for i, a in enumerate(top["alerts"]))
         return Scenario(
-            name=name,
-            description=description,
-            start=start,
-            duration=duration,
-            seed=seed,
-            intervals=intervals,
-            price_per_million_points=price,
+            name=top["name"],
+            description=" ".join((top["description"] or "").split()),
+            start=top["start"],
+            duration=top["duration"],
+            seed=top["seed"],
+            intervals=Intervals(**top["intervals"]),
+            price_per_million_points=top["price_per_million_points"],
             fleet=fleet,
             pipelines=pipelines,
             experiments=experiments,
-            faults=tuple(sorted(faults, key=lambda f: f.at)),
+            faults=tuple(sorted(faults, key=lambda fault: fault.at)),
             alerts=alerts,
             source=self.source,
         )
 
-    def sequence(self, path: tuple[Any, ...], value: Any) -> list[Any]:
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise self.fail(path, f"expected a list, got {_show(value)}")
-        return value
-
-    def intervals(self, value: Any) -> Intervals:
-        path = ("intervals",)
-        m = self.mapping(
-            path,
-            {} if value is None else value,
-            optional=("metrics", "heartbeat", "cost", "progress"),
-        )
-        kwargs = {}
-        for k, v in m.items():
-            seconds = self.duration(path + (k,), v, positive=True)
-            if k == "heartbeat" and seconds < MIN_INTERVAL:
-                raise self.fail(
-                    path + (k,), f"expected an interval of at least 1ms, got {_show(v)}"
-                )
-            if k != "heartbeat" and seconds < 1.0:
-                # A metrics or cost update is a snapshot of a tick: two in one tick
-                # would be the same numbers twice. Only heartbeats spread within a tick.
-                raise self.fail(
-                    path + (k,),
-                    f"expected an interval of at least 1s (one per tick), got {_show(v)}",
-                )
-            kwargs[k] = seconds
-        return Intervals(**kwargs)
-
-    def fleet(self, value: Any) -> Fleet:
-        path = ("fleet",)
-        m = self.mapping(
-            path,
-            {} if value is None else value,
-            optional=("agents", "hostname_prefix", "versions", "capabilities", "mps", "churn"),
-        )
-        kwargs: dict[str, Any] = {}
-        if "agents" in m:
-            kwargs["agents"] = self.integer(
-                path + ("agents",), m["agents"], 1, f"a number of agents from 1 to {MAX_AGENTS}"
-            )
-            if kwargs["agents"] > MAX_AGENTS:
-                raise self.fail(
-                    path + ("agents",),
-                    f"expected a number of agents from 1 to {MAX_AGENTS}, got {m['agents']}",
-                )
-        if "hostname_prefix" in m:
-            kwargs["hostname_prefix"] = self.string(
-                path + ("hostname_prefix",), m["hostname_prefix"]
-            )
-        if "versions" in m:
-            kwargs["versions"] = self.weights(path + ("versions",), m["versions"])
-        if "capabilities" in m:
-            caps = self.weights(path + ("capabilities",), m["capabilities"])
-            for cap, _ in caps:
-                if cap not in TEMPLATE_REDUCTION or cap == "baseline":
-                    known = [t for t in TEMPLATE_REDUCTION if t != "baseline"]
-                    raise self.fail(
-                        path + ("capabilities",),
-                        f"unknown capability '{cap}'{_did_you_mean(cap, known)}; "
-                        f"known: {', '.join(known)}",
-                    )
-            kwargs["capabilities"] = caps
-        if "mps" in m:
-            mp = path + ("mps",)
-            mps = self.mapping(mp, m["mps"], optional=("median", "sigma"))
-            if "median" in mps:
-                kwargs["mps_median"] = self.number(
-                    mp + ("median",),
-                    mps["median"],
-                    1.0,
-                    MAX_MPS_MEDIAN,
-                    f"a rate between 1 and {MAX_MPS_MEDIAN:g}",
-                )
-            if "sigma" in mps:
-                kwargs["mps_sigma"] = self.number(
-                    mp + ("sigma",), mps["sigma"], 0.0, 3.0, "a number between 0 and 3"
-                )
-        if "churn" in m:
-            cp = path + ("churn",)
-            churn = self.mapping(cp, m["churn"], optional=("rate_per_hour", "downtime"))
-            ck: dict[str, Any] = {}
-            if "rate_per_hour" in churn:
-                ck["rate_per_hour"] = self.number(
-                    cp + ("rate_per_hour",),
-                    churn["rate_per_hour"],
-                    0.0,
-                    MAX_RATE_PER_HOUR,
-                    f"a rate between 0 and {MAX_RATE_PER_HOUR:g}",
-                )
-            if "downtime" in churn:
-                ck["downtime"] = self.duration(cp + ("downtime",), churn["downtime"], positive=True)
-            kwargs["churn"] = Churn(**ck)
-        return Fleet(**kwargs)
-
-    def pipelines(self, value: Any) -> tuple[Pipeline, ...]:
+    def pipelines(self, items: list[Values]) -> tuple[Pipeline, ...]:
         out: list[Pipeline] = []
-        for i, item in enumerate(self.sequence(("pipelines",), value)):
-            path = ("pipelines", i)
-            m = self.mapping(
-                path, item, required=("id", "template"), optional=("reduction", "noise")
-            )
-            pid = self.string(path + ("id",), m["id"])
-            if any(p.id == pid for p in out):
-                raise self.fail(path + ("id",), f"duplicate pipeline id '{pid}'")
-            template = self.string(path + ("template",), m["template"])
-            if template not in TEMPLATE_REDUCTION:
+        for i, p in enumerate(items):
+            if any(q.id == p["id"] for q in out):
                 raise self.fail(
-                    path + ("template",),
-                    f"unknown template '{template}'{_did_you_mean(template, TEMPLATE_REDUCTION)}; "
-                    f"known: {', '.join(TEMPLATE_REDUCTION)}",
+                    ("pipelines", i, "id"), f"duplicate pipeline id '{excerpt(p['id'])}'"
                 )
-            reduction = TEMPLATE_REDUCTION[template]
-            noise = 0.0 if template == "baseline" else DEFAULT_NOISE
-            if "reduction" in m:
-                reduction = self.number(
-                    path + ("reduction",), m["reduction"], 0.0, 0.99, "a number between 0 and 0.99"
-                )
-            if "noise" in m:
-                noise = self.number(
-                    path + ("noise",), m["noise"], 0.0, 0.5, "a number between 0 and 0.5"
-                )
-            out.append(Pipeline(pid, template, reduction, noise))
+            template = p["template"]
+            reduction = TEMPLATE_REDUCTION[template] if p["reduction"] is None else p["reduction"]
+            noise = p["noise"]
+            if noise is None:
+                noise = 0.0 if template == "baseline" else DEFAULT_NOISE
+            out.append(Pipeline(p["id"], template, reduction, noise))
         return tuple(out)
 
     def experiments(
-        self, value: Any, pipelines: tuple[Pipeline, ...], fleet: Fleet
+        self, items: list[Values], pipelines: tuple[Pipeline, ...], fleet: Fleet
     ) -> tuple[Experiment, ...]:
         out: list[Experiment] = []
         ids = [p.id for p in pipelines]
-        for i, item in enumerate(self.sequence(("experiments",), value)):
+        for i, e in enumerate(items):
             path = ("experiments", i)
-            m = self.mapping(
-                path,
-                item,
-                required=("id", "baseline", "candidate", "duration"),
-                optional=(
-                    "name",
-                    "create_at",
-                    "start_at",
-                    "target_reduction",
-                    "max_error_rate",
-                    "abort_after",
-                    "agents",
-                    "rollback",
-                    "deployment",
-                ),
-            )
-            eid = self.string(path + ("id",), m["id"])
-            if any(e.id == eid for e in out):
-                raise self.fail(path + ("id",), f"duplicate experiment id '{eid}'")
-            refs = {}
+            if any(x.id == e["id"] for x in out):
+                raise self.fail(path + ("id",), f"duplicate experiment id '{excerpt(e['id'])}'")
             for variant in ("baseline", "candidate"):
-                ref = self.string(path + (variant,), m[variant])
+                ref = e[variant]
                 if ref not in ids:
                     raise self.fail(
                         path + (variant,),
-                        f"no pipeline with id '{ref}'{_did_you_mean(ref, ids)}",
+                        f"no pipeline with id '{excerpt(ref)}'{_did_you_mean(ref, ids)}",
                     )
-                refs[variant] = ref
-            create_at = self.duration(path + ("create_at",), m.get("create_at", 0))
-            start_at = self.duration(path + ("start_at",), m.get("start_at", create_at))
-            if start_at < create_at:
+            start_at = e["create_at"] if e["start_at"] is None else e["start_at"]
+            if start_at < e["create_at"]:
                 raise self.fail(path + ("start_at",), "must not be before create_at")
-            kwargs: dict[str, Any] = {}
-            if "target_reduction" in m:
-                kwargs["target_reduction"] = self.number(
-                    path + ("target_reduction",),
-                    m["target_reduction"],
-                    0.0,
-                    1.0,
-                    "a number between 0 and 1",
+            # Only a number the file gives: the default asks for what the fleet has.
+            if "agents" in e.given and e["agents"] > fleet.agents:
+                raise self.fail(
+                    path + ("agents",),
+                    f"the fleet has only {fleet.agents} agents, got {e['agents']}",
                 )
-            if "max_error_rate" in m:
-                kwargs["max_error_rate"] = self.number(
-                    path + ("max_error_rate",),
-                    m["max_error_rate"],
-                    0.0,
-                    1.0,
-                    "a number between 0 and 1",
-                )
-            if "abort_after" in m:
-                kwargs["abort_after"] = self.duration(path + ("abort_after",), m["abort_after"])
-            if "agents" in m:
-                kwargs["agents"] = self.integer(
-                    path + ("agents",), m["agents"], 1, "a number of agents >= 1"
-                )
-                if kwargs["agents"] > fleet.agents:
-                    raise self.fail(
-                        path + ("agents",),
-                        f"the fleet has only {fleet.agents} agents, got {kwargs['agents']}",
-                    )
-            if "rollback" in m:
-                kwargs["rollback"] = self.boolean(path + ("rollback",), m["rollback"])
-            if "deployment" in m:
-                kwargs["deployment"] = self.deployment(path + ("deployment",), m["deployment"])
-            name = self.string(path + ("name",), m["name"]) if "name" in m else eid
             out.append(
                 Experiment(
-                    id=eid,
-                    name=name,
-                    baseline=refs["baseline"],
-                    candidate=refs["candidate"],
-                    create_at=create_at,
+                    id=e["id"],
+                    name=e["id"] if e["name"] is None else e["name"],
+                    baseline=e["baseline"],
+                    candidate=e["candidate"],
+                    create_at=e["create_at"],
                     start_at=start_at,
-                    duration=self.duration(path + ("duration",), m["duration"], positive=True),
-                    **kwargs,
+                    duration=e["duration"],
+                    target_reduction=e["target_reduction"],
+                    max_error_rate=e["max_error_rate"],
+                    abort_after=e["abort_after"],
+                    agents=e["agents"],
+                    rollback=e["rollback"],
+                    deployment=Deployment(**e["deployment"]),
                 )
             )
         return tuple(out)
-
-    def deployment(self, path: tuple[Any, ...], value: Any) -> Deployment:
-        m = self.mapping(
-            path,
-            value,
-            optional=(
-                "failure_probability",
-                "max_failed_fraction",
-                "seconds_per_agent",
-                "parallel",
-            ),
-        )
-        kwargs: dict[str, Any] = {}
-        for key in ("failure_probability", "max_failed_fraction"):
-            if key in m:
-                kwargs[key] = self.number(
-                    path + (key,), m[key], 0.0, 1.0, "a number between 0 and 1"
-                )
-        if "seconds_per_agent" in m:
-            kwargs["seconds_per_agent"] = self.duration(
-                path + ("seconds_per_agent",), m["seconds_per_agent"], positive=True
-            )
-        if "parallel" in m:
-            kwargs["parallel"] = self.integer(
-                path + ("parallel",), m["parallel"], 1, "an integer >= 1"
-            )
-        return Deployment(**kwargs)
 
     def fault(
         self,
         path: tuple[Any, ...],
-        value: Any,
+        f: dict[str, Any],
         experiments: tuple[Experiment, ...],
         fleet: Fleet,
-        with_at: bool,
     ) -> Fault:
-        optional = ("duration", "target", "params")
-        m = self.mapping(
-            path,
-            value,
-            required=("type", "at") if with_at else ("type",),
-            optional=optional if with_at else optional + ("at",),
-        )
-        if not with_at and "at" in m:
-            raise self.fail(path + ("at",), "an injected fault happens now: remove 'at'")
-        ftype = self.string(path + ("type",), m["type"])
-        known = sorted(set(SIM_FAULTS) | set(DELIVERY_FAULTS))
-        if ftype not in known:
-            raise self.fail(
-                path + ("type",),
-                f"unknown fault type '{ftype}'{_did_you_mean(ftype, known)}; "
-                f"known: {', '.join(known)}",
+        """A fault that FaultSpec checked, against the experiments and the fleet."""
+        ftype = f["type"]
+        kind = FAULT_TYPES[ftype]
+        if kind.target == "none":
+            return Fault(ftype, f["at"], f["duration"], "", f["params"])
+        target = "global" if f["target"] is None else f["target"]
+        if kind.target in ("experiment", "global or experiment"):
+            exp_ids = [e.id for e in experiments]
+            allowed = exp_ids if kind.target == "experiment" else ["global", *exp_ids]
+            what = (
+                "an experiment id" if kind.target == "experiment" else "global or an experiment id"
             )
-        at = self.duration(path + ("at",), m["at"]) if with_at else 0.0
-        duration = self.duration(path + ("duration",), m["duration"]) if "duration" in m else 0.0
-        raw_params = m.get("params")
-        if raw_params is None:
-            raw_params = {}
-        if not isinstance(raw_params, dict):
-            raise self.fail(path + ("params",), f"expected a mapping, got {_show(raw_params)}")
-        params: dict[str, Any] = {}
-        if ftype in DELIVERY_FAULTS:
-            if "target" in m:
-                raise self.fail(path + ("target",), f"a '{ftype}' fault has no target")
-            spec = DELIVERY_FAULTS[ftype]
-            for key, v in raw_params.items():
-                if key not in spec:
-                    allowed = ", ".join(spec) or "none"
-                    raise self.fail(
-                        path + ("params", key),
-                        f"unknown parameter{_did_you_mean(str(key), list(spec))}; "
-                        f"allowed: {allowed}",
-                    )
-                params[key] = self.delivery_param(path + ("params", key), key, v)
-            if ftype in TIMED_DELIVERY_FAULTS and duration <= 0:
-                raise self.fail(path + ("duration",), f"a '{ftype}' fault needs a duration")
-            if duration > MAX_DELIVERY_FAULT:
-                raise self.fail(
-                    path + ("duration",),
-                    f"a delivery fault lasts at most 1h, got {_show(m['duration'])}",
-                )
-            return Fault(ftype, at, duration, "", {**spec, **params})
-        defaults = SIM_FAULTS[ftype]
-        for key, v in raw_params.items():
-            ppath = path + ("params", key)
-            if key not in defaults:
-                allowed = ", ".join(defaults) or "none"
-                raise self.fail(
-                    ppath,
-                    f"unknown parameter{_did_you_mean(str(key), list(defaults))}; "
-                    f"allowed: {allowed}",
-                )
-            params[key] = self.fault_param(ppath, ftype, key, v)
-        params = {**defaults, **params}
-        target = m.get("target", "global")
-        target = self.string(path + ("target",), target)
-        exp_ids = [e.id for e in experiments]
-        if ftype in METRIC_FAULTS or ftype == "cancel":
-            allowed_targets = exp_ids if ftype == "cancel" else ["global", *exp_ids]
-            what = "an experiment id" if ftype == "cancel" else "global or an experiment id"
-            if target not in allowed_targets:
+            if target not in allowed:
                 raise self.fail(
                     path + ("target",),
-                    f"expected {what}{_did_you_mean(target, allowed_targets)}, got {_show(target)}",
+                    f"expected {what}{_did_you_mean(target, allowed)}, got {_show(target)}",
                 )
-            if ftype in METRIC_FAULTS and duration <= 0:
-                raise self.fail(path, f"a '{ftype}' fault needs a positive 'duration'")
-        elif ftype in AGENT_FAULTS:
-            if target != "global" and (ftype != "agents_leave" or not _is_agent(fleet, target)):
-                raise self.fail(
-                    path + ("target",),
-                    "expected 'global' or (for agents_leave) an agent id such as "
-                    f"'{_agent_id(fleet, 1)}', got {_show(target)}",
-                )
-            if ftype == "agent_churn" and duration <= 0:
-                raise self.fail(path, "an 'agent_churn' fault needs a positive 'duration'")
-        return Fault(ftype, at, duration, target, params)
-
-    def delivery_param(self, path: tuple[Any, ...], key: str, v: Any) -> Any:
-        if key in ("share", "probability"):
-            return self.number(path, v, 0.0, 1.0, "a number between 0 and 1")
-        if key in ("delay_ms", "jitter_ms"):
-            return self.number(path, v, 0.0, 600_000.0, "milliseconds between 0 and 600000")
-        if key == "distribution":
-            if v not in ("normal", "uniform", "exponential"):
-                raise self.fail(path, f"expected normal, uniform or exponential, got {_show(v)}")
-            return v
-        if key == "code":
-            if not isinstance(v, int) or isinstance(v, bool) or v not in FAULT_CLOSE_CODES:
-                raise self.fail(
-                    path,
-                    "expected a close code 1000, 1001, 1008, 1011-1013 or 3000-4999, "
-                    f"got {_show(v)}",
-                )
-            return v
-        if key == "abrupt":
-            return self.boolean(path, v)
-        if key == "user":
-            user = self.string(path, v)
-            if len(user) > 256:
-                raise self.fail(path, "expected a user (a token's sub) of at most 256 characters")
-            return user
-        if key == "channel":
-            if v not in CHANNELS:
-                raise self.fail(path, f"expected one of {', '.join(CHANNELS)}, got {_show(v)}")
-            return v
-        if key in ("count", "window"):
-            lo = 1 if key == "count" else 2
-            what = f"a number of events from {lo} to {MAX_HELD_EVENTS}"
-            n = self.integer(path, v, lo, what)
-            if n > MAX_HELD_EVENTS:
-                raise self.fail(path, f"expected {what}, got {_show(v)}")
-            return n
-        if key == "messages_per_second":
-            return self.number(path, v, 0.001, 1_000_000.0, "a rate > 0")
-        return self.integer(path, v, 1, "a whole number >= 1")
-
-    def fault_param(self, path: tuple[Any, ...], ftype: str, key: str, v: Any) -> Any:
-        if key == "variant":
-            if v not in ("baseline", "candidate"):
-                raise self.fail(path, f"expected 'baseline' or 'candidate', got {_show(v)}")
-            return v
-        if key in ("ramp", "downtime"):
-            return self.duration(path, v)
-        if key == "count":
-            count = self.integer(path, v, 0, f"a number of agents from 0 to {MAX_AGENTS}")
-            if count > MAX_AGENTS:
-                raise self.fail(
-                    path, f"expected a number of agents from 0 to {MAX_AGENTS}, got {v}"
-                )
-            return count
-        if key == "rate_per_hour":
-            return self.number(
-                path, v, 0.0, MAX_RATE_PER_HOUR, f"a rate between 0 and {MAX_RATE_PER_HOUR:g}"
+        elif target != "global" and (
+            kind.target != "global or agent" or not _is_agent(fleet, target)
+        ):
+            takes_agents = ", ".join(
+                n for n, k in FAULT_TYPES.items() if k.target == "global or agent"
             )
-        if key in ("fraction", "error_rate"):
-            return self.number(path, v, 0.0, 1.0, "a number between 0 and 1")
-        if key == "factor":
-            lo = 0.0 if ftype == "sudden_drop" else 1.0
-            hi = 1.0 if ftype == "sudden_drop" else 1000.0
-            return self.number(path, v, lo, hi, f"a factor between {lo:g} and {hi:g}")
-        return self.number(path, v, 0.0, None, "a number >= 0")
-
-    def alert(self, path: tuple[Any, ...], value: Any) -> AlertRule:
-        m = self.mapping(
-            path, value, required=("name", "condition"), optional=("for", "severity", "scope")
-        )
-        name = self.string(path + ("name",), m["name"])
-        condition = self.string(path + ("condition",), m["condition"])
-        try:
-            metric, op, threshold = parse_condition(condition)
-        except RuleError as exc:
-            raise self.fail(path + ("condition",), str(exc)) from None
-        for_seconds = self.duration(path + ("for",), m["for"]) if "for" in m else 0.0
-        severity = m.get("severity", "warning")
-        if severity not in SEVERITIES:
             raise self.fail(
-                path + ("severity",),
-                f"expected one of {', '.join(SEVERITIES)}, got {_show(severity)}",
+                path + ("target",),
+                f"expected 'global' or (for {takes_agents}) an agent id such as "
+                f"'{_agent_id(fleet, 1)}', got {_show(target)}",
             )
+        return Fault(ftype, f["at"], f["duration"], target, f["params"])
+
+    def alert(self, path: tuple[Any, ...], a: Values) -> AlertRule:
+        condition = a["condition"]
+        metric, op, threshold = parse_condition(condition)  # it parsed when checked
         scope = scope_of(metric)
-        if "scope" in m and m["scope"] != scope:
+        if a["scope"] is not None and a["scope"] != scope:
             raise self.fail(
                 path + ("scope",),
                 f"metric '{metric}' is {'per experiment' if scope == 'experiments' else 'global'}: "
-                f"expected '{scope}', got {_show(m['scope'])}",
+                f"expected '{scope}', got {_show(a['scope'])}",
             )
         return AlertRule(
-            name, " ".join(condition.split()), metric, op, threshold, for_seconds, severity, scope
+            a["name"],
+            " ".join(condition.split()),
+            metric,
+            op,
+            threshold,
+            a["for"],
+            a["severity"],
+            scope,
         )
 
 
@@ -1018,7 +1599,7 @@ def _is_agent(fleet: Fleet, target: str) -> bool:
 
 
 def check_fault(value: Any, scenario: Scenario, source: str = "fault") -> Fault:
-    """Validate one fault given at run time (the scenario schema minus `at`)."""
-    return _Checker(source, {}).fault(
-        (), value, scenario.experiments, scenario.fleet, with_at=False
-    )
+    """Validate one fault given at run time (the scenario's fault format minus `at`)."""
+    checker = _Checker(source, {})
+    checked = INJECTED_FAULT.check(checker, (), value)
+    return checker.fault((), checked, scenario.experiments, scenario.fleet)
