@@ -518,7 +518,10 @@ class Engine:
         online = self.fleet.online
         active: list[tuple[ExperimentRun, float]] = []
         for run in self.lab.runs:
-            if run.status == "running" and run.metrics:
+            # Analyzing: the candidate still runs on its agents while the results are
+            # read, so it still saves (its last measured rate); savings must not dip to
+            # zero for those seconds, as if a cost incident, before the winner is promoted.
+            if run.status in ("running", "analyzing") and run.metrics:
                 saved = run.metrics["baseline_mps"] - run.metrics["candidate_mps"]
                 active.append((run, float(saved)))
             elif run.status == "completed" and run.winner == "candidate":

@@ -218,6 +218,10 @@ class ExperimentRun:
             out += self._deploy(tick, t, lab)
         elif self.status == "deploying":
             out += self._deploying(tick, t, lab)
+            if self.status == "running":
+                # Measured from the tick it starts: that tick's metrics.update and
+                # cost.update include it (no one-tick gap after experiment.started).
+                out += self._running(tick, t, mps_int, online, effects, price)
         elif self.status == "running":
             out += self._running(tick, t, mps_int, online, effects, price)
         elif self.status == "analyzing" and tick >= self.phase_until:

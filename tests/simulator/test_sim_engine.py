@@ -495,3 +495,44 @@ def test_a_failed_rollout_blames_the_worst_deployment_first():
     counts = [int(n) for n, _ in blamed]
     assert counts == sorted(counts, reverse=True)  # the worst first
     assert counts[0] == max(done.values())
+
+
+@pytest.mark.parametrize("name", [n for n, _ in bundled_scenarios()])
+def test_an_experiment_is_measured_from_the_tick_it_starts(name):
+    """Issue 11, item 3: the tick of experiment.started already has its metrics and its
+    share of the savings; no update leaves a running experiment out."""
+    engine = Engine(load_scenario(name), seed=3, start=START)
+    events = engine.advance_to(START + 1800)
+    running: set[str] = set()
+    checked = 0
+    for e in events:
+        if e.name == "experiment.started":
+            running.add(e.data["id"])
+        elif e.name in ("experiment.completed", "experiment.failed") or (
+            e.name == "experiment.updated" and e.data["status"] != "running"
+        ):
+            running.discard(e.data["id"])
+        elif e.name == "metrics.update" and running:
+            assert running <= set(e.data["experiments"]), (name, e.time)
+            checked += 1
+    if any(x.name == "experiment.started" for x in events):
+        assert checked, f"{name}: no metrics.update while an experiment ran"
+
+
+def test_savings_do_not_dip_while_an_experiment_is_analyzed(demo):
+    """Issue 11, item 2: between `analyzing` and `completed` the candidate still runs;
+    the savings go on, they do not fall to zero for those seconds."""
+    events = Engine(demo, seed=7, start=START).advance_to(START + 3600)
+    analyzing: set[str] = set()
+    seen = 0
+    for e in events:
+        if e.name == "experiment.updated" and e.data["status"] == "analyzing":
+            analyzing.add(e.data["id"])
+        elif e.name == "experiment.completed":
+            analyzing.discard(e.data["id"])
+        elif e.name == "cost.update" and analyzing:
+            optimized = {o["experiment_id"] for o in e.data["active_optimizations"]}
+            assert analyzing <= optimized, e.time
+            assert e.data["savings_per_hour"] > 0
+            seen += 1
+    assert seen, "demo has no cost.update while an experiment is analyzed"
