@@ -19,7 +19,7 @@ import jinja2
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from phoenix import api, cors, faults, headers, logs, views
+from phoenix import api, contract, cors, faults, headers, logs, views
 from phoenix.config import Config
 from phoenix.control import LocalControl
 from phoenix.feed import Feed, Source, SourceInfo
@@ -111,6 +111,7 @@ def _finish(app: web.Application) -> None:
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
     app.router.add_get("/ws", ws_handler)
     views.setup_routes(app, TEMPLATES / "static")
+    contract.setup_routes(app)  # /asyncapi.yaml and /docs
     api.setup_routes(app)
     app.cleanup_ctx.append(logs.loop_errors)  # loop errors throttled, counted
     app.cleanup_ctx.append(heartbeat)
@@ -123,9 +124,12 @@ def _reloader(max_bytes: int) -> Callable[[SourceInfo, float], tuple[Source, Sou
     """What loads the scenario again, from where it ended (simulation.loop), with the
     same size cap as the first load."""
 
-    def reload(info: SourceInfo, start: float) -> tuple[Source, SourceInfo]:
+    def reload(info: SourceInfo, start: float, ended: Source) -> tuple[Source, SourceInfo]:
         assert info.ref is not None
-        return scenario_source(info.ref, info.seed, start, max_bytes)
+        # New ids for new entities, no second hello from agents still online.
+        continuation = getattr(ended, "continuation", None)
+        after = continuation() if continuation is not None else None
+        return scenario_source(info.ref, info.seed, start, max_bytes, after)
 
     return reload
 

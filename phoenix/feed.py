@@ -65,8 +65,9 @@ class FeedView(Protocol):
     def state(self) -> dict[str, Any]: ...
 
 
-# Builds the source `info` describes again, starting at the given simulated time.
-Reload = Callable[[SourceInfo, float], tuple[Source, SourceInfo]]
+# Builds the source `info` describes again, starting at the given simulated time, as
+# the next run after the given (ended) source.
+Reload = Callable[[SourceInfo, float, Source], tuple[Source, SourceInfo]]
 
 
 def published(seq: int, event: Event) -> Published:
@@ -250,7 +251,7 @@ class Feed:
                 # Off the loop: loading a scenario file and building a fleet take time.
                 ended = self.source
                 try:
-                    source, info = await asyncio.to_thread(self.reload, self.info, again)
+                    source, info = await asyncio.to_thread(self.reload, self.info, again, ended)
                 except Exception as exc:  # the file changed under us, say: stop looping
                     log.error("cannot start scenario %s over: %s", self.info.name, exc)
                     self.error = f"cannot start the scenario over: {exc}"

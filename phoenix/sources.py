@@ -9,7 +9,7 @@ from pathlib import Path
 from phoenix.config import SimulationConfig
 from phoenix.feed import Source, SourceInfo
 from simulator.clock import parse_start
-from simulator.engine import Engine
+from simulator.engine import Continuation, Engine
 from simulator.scenario import MAX_SCENARIO_BYTES, ScenarioError, load_scenario
 
 
@@ -18,6 +18,7 @@ def scenario_source(
     seed: int | None = None,
     start: str | float | None = None,
     max_bytes: int = MAX_SCENARIO_BYTES,
+    after: Continuation | None = None,
 ) -> tuple[Source, SourceInfo]:
     """Load a bundled scenario (by name) or a file and start an engine on it.
 
@@ -32,7 +33,8 @@ def scenario_source(
         start = parse_start(start)
     if start is None and sc.start is None:
         start = float(int(time.time()))
-    return Engine(sc, seed=seed, start=start), SourceInfo("scenario", sc.name, seed, scenario)
+    engine = Engine(sc, seed=seed, start=start, after=after)
+    return engine, SourceInfo("scenario", sc.name, seed, scenario)
 
 
 def source_from_config(sim: SimulationConfig) -> tuple[Source, SourceInfo]:

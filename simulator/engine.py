@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,10 +38,29 @@ MIN_DOWNTIME = 10.0  # seconds: a churned agent is away at least this long
 RATE_CHANNELS = ("agents", "metrics", "cost-flow")
 
 
+@dataclass(frozen=True)
+class Continuation:
+    """What a scenario's next run (simulation.loop) takes over from the one that ended,
+    so that a client sees one fleet going on, not a replay: ids of new entities are
+    new, and agents still online are not announced again."""
+
+    run: int  # this run's number: 2 for the first repeat
+    deployments: int  # deployment ids handed out so far
+    alerts: int  # alert ids handed out so far
+    faults: int  # fault ids handed out so far
+    online: frozenset[str]  # agent ids online when the last run ended
+
+
 class Engine:
     """One deterministic run of a scenario. Not thread-safe; the server owns it."""
 
-    def __init__(self, scenario: Scenario, seed: int | None = None, start: float | None = None):
+    def __init__(
+        self,
+        scenario: Scenario,
+        seed: int | None = None,
+        start: float | None = None,
+        after: Continuation | None = None,
+    ):
         if start is None:
             start = scenario.start
         if start is None:
@@ -62,8 +82,9 @@ class Engine:
         self._health_rng = np.random.default_rng(health_ss)
         self._fault_rng = np.random.default_rng(fault_ss)
 
+        self.after = after
         self.fleet = FleetState(scenario.fleet, np.random.default_rng(fleet_ss))
-        self.lab = Lab(self.fleet, scenario.intervals.progress)
+        self.lab = Lab(self.fleet, scenario.intervals.progress, after.deployments if after else 0)
         # One child stream per experiment, by position: adding agents or other streams
         # never shifts an experiment's randomness.
         for spec, ss in zip(
@@ -77,18 +98,19 @@ class Engine:
                     candidate=scenario.pipeline(spec.candidate),
                     model_rng=np.random.default_rng(model_ss),
                     deploy_rng=np.random.default_rng(deploy_ss),
+                    suffix=f"-run{after.run}" if after else "",
                 )
             )
         self._heartbeat = scenario.intervals.heartbeat
         self._metrics_clock = Periodic(scenario.intervals.metrics)
         self._cost_clock = Periodic(scenario.intervals.cost)
         self._detector = Detector()
-        self._rules = RuleBook(scenario.alerts)
+        self._rules = RuleBook(scenario.alerts, after.alerts if after else 0)
         self._schedule = [(math.ceil(f.at), f) for f in scenario.faults]
         self._next_scheduled = 0
         self._injected: list[Fault] = []
         self._active: list[ActiveFault] = []
-        self._faults_started = 0
+        self._faults_started = after.faults if after else 0
         self._returns: list[tuple[int, int, int]] = []  # (tick, order, agent) heap
         self._return_order = 0
         self._effects = effects_at(0, [], [])
@@ -116,6 +138,12 @@ class Engine:
 
     def inject(self, fault: dict[str, Any]) -> None:
         """Apply a fault at the next tick (the scenario fault schema minus `at`)."""
+        if isinstance(fault, dict) and self.after is not None:
+            # A client names an experiment as the stream does ("exp-789-run2"); the
+            # scenario's faults name it by its spec id.
+            ids = {r.id: r.spec.id for r in self.lab.runs}
+            if fault.get("target") in ids:
+                fault = {**fault, "target": ids[fault["target"]]}
         self._injected.append(check_fault(fault, self.scenario, source="inject"))
 
     def set_rate(self, channel: str, per_second: float) -> None:
@@ -159,6 +187,18 @@ class Engine:
             "alerts": [a.to_dict() for a in self._rules.all_alerts()],
         }
 
+    def continuation(self) -> Continuation:
+        """What the next run of this scenario takes over (see Continuation)."""
+        return Continuation(
+            run=(self.after.run if self.after else 1) + 1,
+            deployments=self.lab.deployments_issued,
+            alerts=self._rules.issued,
+            faults=self._faults_started,
+            online=frozenset(
+                i for i, on in zip(self.fleet.ids, self.fleet.online, strict=True) if on
+            ),
+        )
+
     def timeline(self) -> list[dict[str, Any]]:
         """What the scenario schedules in this run, in time order, each with whether it
         has happened: experiments created and started, faults. For a presenter (the
@@ -196,14 +236,15 @@ class Engine:
     def _run_tick(self, k: int) -> list[Event]:
         t = self.start + k
         events = self._faults(k, t)
-        glob, per = self._effects = effects_at(k, self._active, [r.id for r in self.lab.runs])
+        # Faults name experiments as the scenario does (their spec ids), whatever run.
+        glob, per = self._effects = effects_at(k, self._active, [r.spec.id for r in self.lab.runs])
         self.fleet.drift_step(self._drift_rng)
         events += self._membership(k, t, glob)
         mps_int = self._mps_int = self.fleet.mps_int(glob.mps_factor)
         online = self.fleet.online
         price = self.scenario.price_per_million_points
         for run in self.lab.runs:
-            events += run.tick(k, t, self.start, self.lab, mps_int, online, per[run.id], price)
+            events += run.tick(k, t, self.start, self.lab, mps_int, online, per[run.spec.id], price)
             if run.status != "running":
                 self._detector.reset(run.id)
         beats = self._heartbeats(k, t, mps_int)
@@ -295,7 +336,7 @@ class Engine:
                 events.append(self._connect(agent, k, t))
             return events  # instantaneous
         elif fault.type == "cancel":
-            run = next(r for r in self.lab.runs if r.id == fault.target)
+            run = next(r for r in self.lab.runs if r.spec.id == fault.target)
             return run.cancel(t)
         self._active.append(item)
         return events
@@ -346,8 +387,17 @@ class Engine:
     def _membership(self, k: int, t: float, glob: GlobalEffects) -> list[Event]:
         events: list[Event] = []
         if k == 0:
+            online = self.after.online if self.after else frozenset()
             for agent in range(self.fleet.size):
-                events.append(self._connect(agent, k, t))
+                event = self._connect(agent, k, t)
+                if self.fleet.ids[agent] not in online:  # still connected: said before
+                    events.append(event)
+            # Agents that joined during the last run are not in this one's fleet: gone.
+            for agent_id in sorted(online - set(self.fleet.ids)):
+                data = {"agent_id": agent_id, "last_seen": rfc3339(t - 1), "tasks_reassigned": 0}
+                events.append(
+                    Event(t, "agents", "agent.disconnected", data, {"agent_id": agent_id})
+                )
         while self._returns and self._returns[0][0] <= k:
             _, _, agent = heapq.heappop(self._returns)
             if not self.fleet.online[agent]:

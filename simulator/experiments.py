@@ -114,10 +114,13 @@ class ExperimentRun:
     final_metrics: dict[str, Any] | None = None
     error: str | None = None
     rollback_initiated: bool = False
+    # "-run2", ... from a scenario's second run on (simulation.loop): a new experiment
+    # gets a new id, or a client's store keyed by id would mix the two.
+    suffix: str = ""
 
     @property
     def id(self) -> str:
-        return self.spec.id
+        return self.spec.id + self.suffix
 
     @property
     def agents(self) -> np.ndarray:
@@ -508,11 +511,15 @@ class ExperimentRun:
 class Lab:
     """What experiments share: deployment ids, agent choice and reassignment."""
 
-    def __init__(self, fleet: Any, progress_interval: float) -> None:
+    def __init__(self, fleet: Any, progress_interval: float, deployments: int = 0) -> None:
         self.fleet = fleet
         self.progress_interval = progress_interval
         self.runs: list[ExperimentRun] = []
-        self._deployments = 0
+        self._deployments = deployments  # ids handed out before (an earlier run's)
+
+    @property
+    def deployments_issued(self) -> int:
+        return self._deployments
 
     def next_deployment_id(self) -> str:
         self._deployments += 1

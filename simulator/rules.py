@@ -109,12 +109,16 @@ class RuleBook:
 
     HISTORY = 200  # resolved alerts kept for snapshots; bounded for long runs
 
-    def __init__(self, rules: tuple[Any, ...]) -> None:
+    def __init__(self, rules: tuple[Any, ...], issued: int = 0) -> None:
         self.rules = rules
         self._pending: dict[tuple[int, str | None], float] = {}
         self.active: dict[tuple[int, str | None], Alert] = {}
         self.resolved: list[Alert] = []
-        self._counter = 0
+        self._counter = issued  # alert ids handed out before (an earlier run's)
+
+    @property
+    def issued(self) -> int:
+        return self._counter
 
     def evaluate(
         self,

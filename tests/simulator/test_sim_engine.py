@@ -536,3 +536,37 @@ def test_savings_do_not_dip_while_an_experiment_is_analyzed(demo):
             assert e.data["savings_per_hour"] > 0
             seen += 1
     assert seen, "demo has no cost.update while an experiment is analyzed"
+
+
+@pytest.mark.parametrize("name", [n for n, _ in bundled_scenarios() if n != "firehose"])
+def test_a_scenario_run_again_gives_new_entities_new_ids(name):
+    """Issue 11, item 1: a loop (simulation.loop) is one fleet going on. The second run's
+    experiments, deployments and alerts have ids never seen before, and an agent that
+    stayed online is not announced again."""
+    sc = load_scenario(name)
+    if sc.duration is None:
+        pytest.skip("runs forever: never starts over")
+    first = Engine(sc, seed=5, start=START)
+    one = first.advance_to(first.end)
+    second = Engine(sc, seed=5, start=first.end + 1, after=first.continuation())
+    two = second.advance_to(second.end)
+
+    def ids(events, name_prefix, key):
+        return {e.data[key] for e in events if e.name.startswith(name_prefix) and key in e.data}
+
+    for prefix, key in (
+        ("experiment.", "id"),
+        ("deployment.", "deployment_id"),
+        ("alert.", "alert_id"),
+    ):
+        again = ids(one, prefix, key) & ids(two, prefix, key)
+        assert not again, f"{name}: {prefix} ids reused: {sorted(again)[:5]}"
+    assert ids(two, "experiment.created", "id"), f"{name}: no experiment in the second run"
+    online_at_end = set(first.continuation().online)
+    hello_again = {e.data["agent_id"] for e in two if e.name == "agent.connected"} & online_at_end
+    # An agent online at the end may still leave and come back later in the run.
+    left = {e.data["agent_id"] for e in two if e.name == "agent.disconnected"}
+    assert not (hello_again - left), f"{name}: online agents announced again"
+    # Faults still find their experiments by the scenario's ids.
+    failed = [e for e in two if e.name == "experiment.failed"]
+    assert bool(failed) == bool([e for e in one if e.name == "experiment.failed"])
