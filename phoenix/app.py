@@ -22,7 +22,7 @@ from aiohttp.abc import AbstractAccessLogger
 from phoenix import api, contract, cors, faults, headers, logs, views
 from phoenix.config import Config
 from phoenix.control import LocalControl
-from phoenix.feed import Feed, Source, SourceInfo
+from phoenix.feed import Feed, Reload, Source, SourceInfo
 from phoenix.heartbeat import heartbeat
 from phoenix.hub import Hub
 from phoenix.keys import (
@@ -120,7 +120,7 @@ def _finish(app: web.Application) -> None:
     cors.setup(app)  # which other origins' pages may use the API and /ws
 
 
-def _reloader(max_bytes: int) -> Callable[[SourceInfo, float], tuple[Source, SourceInfo]]:
+def _reloader(max_bytes: int) -> Reload:
     """What loads the scenario again, from where it ended (simulation.loop), with the
     same size cap as the first load."""
 
