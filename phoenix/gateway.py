@@ -78,15 +78,17 @@ class RemoteFeed:
             return float(st["now"])
         return float(st["now"]) + (time.time() - float(st["wall"])) * self.speed
 
+    # What the engine's state carries for gateways only, not for GET /api/sim.
+    _INTERNAL = frozenset({"engine", "base", "position", "wall", "now"})
+    _KEYS = ("source", "scenario", "seed", "speed", "paused", "finished", "simulated_time")
+
     def state(self) -> dict[str, Any]:
-        keys = ("source", "scenario", "seed", "speed", "paused", "finished", "simulated_time")
+        """GET /api/sim as in one process (the engine's feed state), plus the epoch and
+        whether the engine and the broker are up."""
         st = self.engine or {}
-        out: dict[str, Any] = {k: st.get(k) for k in keys}
+        out: dict[str, Any] = dict.fromkeys(self._KEYS)
+        out.update({k: v for k, v in st.items() if k not in self._INTERNAL})
         out.update(
-            last_event_id=st.get("last_event_id"),
-            lag_seconds=st.get("lag_seconds", 0.0),
-            error=st.get("error"),
-            epoch=st.get("epoch"),
             engine="up" if self.engine_up else "down",
             broker="up" if self.broker_up else "down",
         )
