@@ -21,6 +21,9 @@ WARMUP = 120.0  # seconds of history before a series may be flagged
 MIN_SAMPLES = 5
 COOLDOWN = 300.0  # seconds: one anomaly per series per ongoing incident
 ADAPT_AFTER = 300.0  # seconds anomalous before a new level becomes the normal one
+# After a lasting incident has become the normal level, how long the level before it is
+# remembered, so that going back to it reads as the recovery it is.
+PRIOR_MEMORY = 3600.0
 
 # A floor on the standard deviation, relative to the mean: the model's noise is bounded
 # well inside it, so plain noise never crosses |z| > 3, while a real fault (tens of
@@ -47,6 +50,9 @@ class _State:
     last: float = 0.0  # time of the last sample learnt
     anomalous_since: float | None = None
     last_fired: float = -math.inf
+    # The normal level before a lasting incident was learnt as the new one: (mean, sd,
+    # direction of the incident, until when it is remembered).
+    prior: tuple[float, float, float, float] | None = None
 
 
 def _kind(metric: str) -> str:
@@ -103,6 +109,12 @@ class Detector:
             sd = max(math.sqrt(state.var), MIN_REL_SD[kind] * abs(state.mean), 1e-12)
             z = (value - state.mean) / sd
             anomaly_type = _classify(kind, z) if abs(z) > Z_THRESHOLD else None
+            if anomaly_type is not None and self._recovered(state, t, value, z):
+                # Back to the level from before an incident already reported (the end of
+                # an outage, of a cardinality explosion): a recovery, not a new anomaly
+                # in the other direction. Learn the old level again.
+                state.n = 0
+                anomaly_type = None
             if anomaly_type is not None:
                 anomalous = True
                 if state.anomalous_since is None:
@@ -111,6 +123,7 @@ class Detector:
                     # A lasting change is the new normal: learn it from scratch. Checked
                     # before the cooldown (as long as ADAPT_AFTER), so the level shift
                     # that already fired is not reported again against its stale range.
+                    state.prior = (state.mean, sd, math.copysign(1.0, z), t + PRIOR_MEMORY)
                     state.n = 0
                     anomalous = False
                 elif t - state.last_fired >= COOLDOWN:
@@ -139,3 +152,17 @@ class Detector:
             state.mean += alpha * diff
             state.var = (1.0 - alpha) * (state.var + alpha * diff * diff)
         return finding
+
+    @staticmethod
+    def _recovered(state: _State, t: float, value: float, z: float) -> bool:
+        prior = state.prior
+        if prior is None:
+            return False
+        mean, sd, direction, until = prior
+        if t > until:
+            state.prior = None
+            return False
+        if math.copysign(1.0, z) == direction or abs(value - mean) > Z_THRESHOLD * sd:
+            return False
+        state.prior = None
+        return True

@@ -72,3 +72,45 @@ def test_a_new_incident_after_adapting_still_fires():
         if det.observe(t, "e", "baseline_mps", value):
             fired.append(t)
     assert fired == [600.0, 1500.0]
+
+
+def _run(det, series, metric="candidate_mps", step=10.0):
+    found = []
+    for i, v in enumerate(series):
+        f = det.observe(i * step, "e", metric, float(v))
+        if f is not None:
+            found.append((i * step, f.type, f.severity))
+    return found
+
+
+def test_the_recovery_after_a_reported_outage_is_not_a_new_spike():
+    """Issue 11, item 9: a drop that lasts past ADAPT_AFTER becomes the normal level;
+    going back to the old level afterwards is the recovery, not a critical spike."""
+    rng = np.random.default_rng(3)
+    normal = _noise(rng, 60)
+    outage = _noise(rng, 60, level=30_000.0)  # ten minutes at a fifth
+    after = _noise(rng, 60)
+    found = _run(Detector(), [*normal, *outage, *after])
+    assert [f[1] for f in found] == ["sudden_drop"], found
+    assert found[0][0] == 600.0
+
+
+def test_the_end_of_a_cardinality_explosion_is_not_a_sudden_drop():
+    rng = np.random.default_rng(4)
+    normal = _noise(rng, 60, level=0.25)
+    explosion = _noise(rng, 60, level=1.25)  # five times the series per point
+    after = _noise(rng, 60, level=0.25)
+    found = _run(Detector(), [*normal, *explosion, *after], metric="candidate_series")
+    assert [f[1] for f in found] == ["cardinality_explosion"], found
+
+
+def test_a_new_drop_after_a_recovery_is_flagged_again():
+    rng = np.random.default_rng(5)
+    series = [
+        *_noise(rng, 60),
+        *_noise(rng, 60, level=30_000.0),
+        *_noise(rng, 60),
+        *_noise(rng, 10, level=30_000.0),
+    ]
+    found = _run(Detector(), series)
+    assert [f[1] for f in found] == ["sudden_drop", "sudden_drop"], found
