@@ -75,15 +75,22 @@ class Engine:
         self._now = self.start
         self._tick = 0  # index of the next tick to run
 
-        streams = np.random.SeedSequence(self.seed).spawn(6)
-        fleet_ss, drift_ss, churn_ss, health_ss, exp_ss, fault_ss = streams
+        # A seventh stream (the traffic's shape) leaves the first six as they were.
+        streams = np.random.SeedSequence(self.seed).spawn(7)
+        fleet_ss, drift_ss, churn_ss, health_ss, exp_ss, fault_ss, traffic_ss = streams
         self._drift_rng = np.random.default_rng(drift_ss)
         self._churn_rng = np.random.default_rng(churn_ss)
         self._health_rng = np.random.default_rng(health_ss)
         self._fault_rng = np.random.default_rng(fault_ss)
 
         self.after = after
-        self.fleet = FleetState(scenario.fleet, np.random.default_rng(fleet_ss))
+        self.fleet = FleetState(
+            scenario.fleet,
+            np.random.default_rng(fleet_ss),
+            scenario.traffic,
+            self.start,
+            np.random.default_rng(traffic_ss),
+        )
         self.lab = Lab(self.fleet, scenario.intervals.progress, after.deployments if after else 0)
         # One child stream per experiment, by position: adding agents or other streams
         # never shifts an experiment's randomness.
@@ -238,7 +245,8 @@ class Engine:
         events = self._faults(k, t)
         # Faults name experiments as the scenario does (their spec ids), whatever run.
         glob, per = self._effects = effects_at(k, self._active, [r.spec.id for r in self.lab.runs])
-        self.fleet.drift_step(self._drift_rng)
+        self.fleet.drift_step(self._drift_rng, k, t)
+        self.fleet.cardinality = glob.cardinality
         events += self._membership(k, t, glob)
         mps_int = self._mps_int = self.fleet.mps_int(glob.mps_factor)
         online = self.fleet.online
@@ -456,13 +464,14 @@ class Engine:
         online = self.fleet.online
         total_mps = int(mps_int[online].sum())
         active = int(online.sum())
-        total_series = int(round(total_mps / 4 * glob.cardinality))
+        total_series = int(round(float(self.fleet.series(mps_int)[online].sum())))
         global_values = {
             "total_mps": total_mps,
             "total_series": total_series,
             "active_agents": active,
         }
         running = {r.id: r.metrics for r in self.lab.runs if r.status == "running" and r.metrics}
+        spp = {r.id: r.series_per_point for r in self.lab.runs if r.id in running}
         data = {
             "timestamp": rfc3339(t),
             "global": dict(global_values),
@@ -483,9 +492,13 @@ class Engine:
         d = self._detector
         if active and total_mps:
             # Per agent and per point, so churn alone never looks like an anomaly.
+            # Series against what these agents usually have (their own series per
+            # point): agents coming and going with other ratios is not an anomaly; a
+            # cardinality explosion is.
+            usual = float(self.fleet.series(mps_int)[online].sum()) / glob.cardinality
             for f in (
                 d.observe(t, "global", "total_mps", total_mps / active, active),
-                d.observe(t, "global", "total_series", total_series / total_mps, total_mps),
+                d.observe(t, "global", "total_series", total_series / usual, usual),
             ):
                 if f:
                     findings.append((None, f))
@@ -496,12 +509,14 @@ class Engine:
                 d.observe(t, eid, "candidate_mps", cand),
                 d.observe(t, eid, "error_rate", m["error_rate"]),
             ]
-            if base and cand:
+            run_spp = spp.get(eid, (0.0, 0.0))
+            if base and cand and run_spp[0] and run_spp[1]:
+                usual_b, usual_c = base * run_spp[0], cand * run_spp[1]
                 checks.append(
-                    d.observe(t, eid, "baseline_series", m["baseline_series"] / base, base)
+                    d.observe(t, eid, "baseline_series", m["baseline_series"] / usual_b, usual_b)
                 )
                 checks.append(
-                    d.observe(t, eid, "candidate_series", m["candidate_series"] / cand, cand)
+                    d.observe(t, eid, "candidate_series", m["candidate_series"] / usual_c, usual_c)
                 )
             findings += [(eid, f) for f in checks if f]
         events += [self._anomaly(t, eid, f) for eid, f in findings]
@@ -576,6 +591,8 @@ class Engine:
                 active.append((run, float(saved)))
             elif run.status == "completed" and run.winner == "candidate":
                 active.append((run, run.promoted_saving(mps_int, online)))
+            elif run.status == "deploying":
+                active.append((run, run.rollout_saving(self._tick, mps_int, online)))
         # An agent shared by several optimizations (too few free agents when one was
         # placed) has its traffic reduced once, not once per optimization: each of them
         # claims its share of that agent's points.

@@ -30,6 +30,15 @@ JITTER_SD = 0.003
 ERROR_BASE = 1e-4  # normal error rate of a healthy pipeline
 ERROR_NOISE = 0.08  # relative, clipped at 2.5 sd (see detector.MIN_REL_SD)
 
+# Series per point a pipeline keeps, against what comes in: top-k keeps the heaviest
+# series and drops the long tail (fewer series per point); an adaptive filter drops
+# points within series (more series per point left).
+TEMPLATE_SERIES: dict[str, float] = {
+    "baseline": 1.0,
+    "topk": 0.8,
+    "adaptive_filter": 1.15,
+    "hybrid": 0.9,
+}
 LIVE = ("initializing", "deploying", "running", "analyzing")
 CANCELLABLE = ("created", "initializing", "deploying", "running", "analyzing")
 
@@ -114,6 +123,7 @@ class ExperimentRun:
     final_metrics: dict[str, Any] | None = None
     error: str | None = None
     rollback_initiated: bool = False
+    series_per_point: tuple[float, float] = (0.0, 0.0)  # baseline, candidate, this tick
     # "-run2", ... from a scenario's second run on (simulation.loop): a new experiment
     # gets a new id, or a client's store keyed by id would mix the two.
     suffix: str = ""
@@ -224,9 +234,9 @@ class ExperimentRun:
             if self.status == "running":
                 # Measured from the tick it starts: that tick's metrics.update and
                 # cost.update include it (no one-tick gap after experiment.started).
-                out += self._running(tick, t, mps_int, online, effects, price)
+                out += self._running(tick, t, mps_int, online, effects, price, lab)
         elif self.status == "running":
-            out += self._running(tick, t, mps_int, online, effects, price)
+            out += self._running(tick, t, mps_int, online, effects, price, lab)
         elif self.status == "analyzing" and tick >= self.phase_until:
             out += self._conclude(t)
         elif self.status == "failed" and self.rollback_initiated and tick >= self.phase_until:
@@ -245,6 +255,11 @@ class ExperimentRun:
             return out + self._fail(tick, t, f"No agent can run pipeline '{self.candidate.id}'")
         self.slots = chosen
         self.in_use = np.ones(chosen.size, dtype=bool)
+        # The pipelines' true behaviour on this traffic, drawn as they are deployed: it
+        # already shows, agent by agent, in the cost while the rollout goes on.
+        self.reduction_b = self._draw_reduction(self.baseline)
+        self.reduction_c = self._draw_reduction(self.candidate)
+        self.error_base = ERROR_BASE * float(np.exp(0.2 * self.model_rng.standard_normal()))
         dep = self.spec.deployment
         for pipeline, variant in ((self.baseline, "baseline"), (self.candidate, "candidate")):
             n = chosen.size
@@ -343,9 +358,6 @@ class ExperimentRun:
         self.run_start = t
         self.progress_every = lab.progress_interval
         self.next_progress = t + self.progress_every
-        self.reduction_b = self._draw_reduction(self.baseline)
-        self.reduction_c = self._draw_reduction(self.candidate)
-        self.error_base = ERROR_BASE * float(np.exp(0.2 * self.model_rng.standard_normal()))
         out.append(
             self.event(
                 t,
@@ -377,6 +389,7 @@ class ExperimentRun:
         online: np.ndarray,
         effects: Effects,
         price: float,
+        lab: Lab,
     ) -> list[Event]:
         rng = self.model_rng
         shocks = np.clip(rng.standard_normal(3), -2.5, 2.5)
@@ -384,7 +397,16 @@ class ExperimentRun:
         self.jitter_b = JITTER_PHI * self.jitter_b + keep * float(shocks[0])
         self.jitter_c = JITTER_PHI * self.jitter_c + keep * float(shocks[1])
         agents = self.agents
-        source = int(mps_int[agents][online[agents]].sum())
+        live = agents[online[agents]]
+        source = int(mps_int[live].sum())
+        # Series per point of these agents' traffic (weighted by their rates), times
+        # what each pipeline keeps of the series it lets through (TEMPLATE_SERIES).
+        ratio = (
+            float((mps_int[live] * lab.fleet.series_ratio[live]).sum()) / source if source else 0.0
+        )
+        series_b = ratio * TEMPLATE_SERIES.get(self.baseline.template, 1.0)
+        series_c = ratio * TEMPLATE_SERIES.get(self.candidate.template, 1.0)
+        self.series_per_point = (series_b, series_c)  # for the detector: what is usual
         r_b = self.reduction_b + (self.jitter_b if self.baseline.noise else 0.0)
         r_c = self.reduction_c + (self.jitter_c if self.candidate.noise else 0.0)
         base = int(round(source * (1 - min(0.999, max(0.0, r_b))) * effects.baseline_factor))
@@ -397,8 +419,8 @@ class ExperimentRun:
             "candidate_mps": cand,
             "reduction_rate": round(reduction, 4),
             "error_rate": float(f"{error_rate:.3g}"),
-            "baseline_series": int(round(base / 4 * effects.baseline_cardinality)),
-            "candidate_series": int(round(cand / 4 * effects.candidate_cardinality)),
+            "baseline_series": int(round(base * series_b * effects.baseline_cardinality)),
+            "candidate_series": int(round(cand * series_c * effects.candidate_cardinality)),
         }
         self.ticks += 1
         self.reduction_sum += reduction
@@ -500,6 +522,17 @@ class ExperimentRun:
             if dep.status in ("active", "deploying"):
                 dep.status = "stopped"
         return [self.updated(t)]
+
+    def rollout_saving(self, tick: int, mps_int: np.ndarray, online: np.ndarray) -> float:
+        """mps saved while the candidate is deployed: only on the agents where its
+        deployment has completed, so savings ramp up with the rollout."""
+        cand = next((d for d in self.deployments if d.variant == "candidate"), None)
+        if cand is None or self.slots.size != cand.total:
+            return 0.0
+        done = (cand.done_tick <= tick) & ~cand.fails
+        agents = self.slots[done]
+        source = float(mps_int[agents][online[agents]].sum())
+        return source * max(0.0, self.reduction_c - self.reduction_b)
 
     def promoted_saving(self, mps_int: np.ndarray, online: np.ndarray) -> float:
         """mps a promoted candidate keeps saving on its agents after the experiment."""

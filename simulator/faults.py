@@ -60,10 +60,16 @@ def effects_at(
         if f.type not in ("sudden_drop", "spike", "cardinality_explosion", "error_surge"):
             continue
         factor = float(p.get("factor", 1.0))
-        if f.type == "cardinality_explosion":
+        if "ramp" in p:
+            # Real incidents build up and die down: the factor is reached over `ramp`
+            # and left over `ramp` before the end (geometrically, so a 5x explosion is
+            # 2.2x half-way), not as a step.
             ramp = float(p["ramp"])
-            share = 1.0 if ramp <= 0 else min(1.0, (tick - item.start_tick + 1) / ramp)
-            factor = factor**share
+            if ramp > 0:
+                share = min(1.0, (tick - item.start_tick + 1) / ramp)
+                if item.end_tick is not None:
+                    share = min(share, max(0.0, (item.end_tick - tick) / ramp))
+                factor = factor**share
         if f.target == "global":
             if f.type == "cardinality_explosion":
                 glob.cardinality *= factor

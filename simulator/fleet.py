@@ -8,28 +8,58 @@ are actually emitted.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import numpy as np
 
 from simulator.clock import rfc3339
 from simulator.scenario import Fleet as FleetSpec
+from simulator.scenario import Traffic
 
 # Load drift per agent: an AR(1) around 1 with a slow memory, so sums over agents move
 # smoothly and the detector sees noise, not jumps. Shocks are clipped so tails stay
 # bounded (see detector.MIN_REL_SD).
 DRIFT_PHI = 0.98
 DRIFT_SD = 0.03
-CPU_PER_KMPS = 0.3  # % CPU per 1,000 mps (the reference: 125k mps at about 45 %)
+# CPU and memory follow the load against each agent's capacity (its usual rate times
+# the scenario's headroom, which varies by agent): an agent at its usual rate with the
+# default headroom runs at about 45% CPU, as the reference's example heartbeat does.
+CPU_AT_CAPACITY = 75.0  # % CPU added at full capacity, over the agent's idle CPU
+MEMORY_AT_CAPACITY = 40.0  # % memory added at full capacity (of series), over idle
+MEMORY_TAU = 600.0  # seconds: memory follows load slowly (caches, buffers)
+HEADROOM_SPREAD = 0.25  # sigma of the log-normal around the scenario's headroom
 DEGRADED_CPU = 85.0
 DEGRADED_MEMORY = 90.0
+UNHEALTHY = 97.0  # % CPU or memory
+
+
+def daily_level(t: float, start: float, traffic: Traffic) -> float:
+    """The fleet's traffic level at simulated time `t`: a daily cycle peaking at
+    `peak_hour` (UTC) around a trend counted from the start."""
+    hour = (t % 86400.0) / 3600.0
+    cycle = 1.0 + traffic.daily_amplitude * math.cos(2 * math.pi * (hour - traffic.peak_hour) / 24)
+    return cycle * max(0.05, 1.0 + traffic.trend_per_day * (t - start) / 86400.0)
 
 
 class FleetState:
     """Every agent's identity, load, health and heartbeat phase, one array per field."""
 
-    def __init__(self, spec: FleetSpec, rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        spec: FleetSpec,
+        rng: np.random.Generator,
+        traffic: Traffic | None = None,
+        start: float = 0.0,
+        traffic_rng: np.random.Generator | None = None,
+    ) -> None:
         self.spec = spec
+        self.traffic = traffic or Traffic()
+        self.start = start
+        # Its own stream: the shape's draws never move the fleet's or the drift's.
+        self._traffic_rng = traffic_rng or np.random.default_rng(0)
+        self.level = 1.0  # the daily cycle and trend, this tick
+        self.cardinality = 1.0  # series per point over the usual, this tick (faults)
         self.versions = [v for v, _ in spec.versions]
         self.capability_names = [c for c, _ in spec.capabilities]
         self.hostnames: list[str] = []
@@ -46,6 +76,10 @@ class FleetState:
         self.mem_base = np.zeros(0)
         self.cpu = np.zeros(0)
         self.mem = np.zeros(0)
+        self.series_ratio = np.zeros(0)  # series per point, per agent
+        self.capacity = np.zeros(0)  # mps an agent can take before it saturates
+        self.load = np.zeros(0)  # smoothed load against capacity (for memory)
+        self.burst_until = np.zeros(0, dtype=np.int64)  # tick a burst ends (exclusive)
         self.online = np.zeros(0, dtype=bool)
         self.last_seen = np.zeros(0)
         self.hb_anchor = np.zeros(0)  # tick the current heartbeat schedule counts from
@@ -77,8 +111,14 @@ class FleetState:
         has = rng.random((count, len(probs))) < probs
         caps = (has * (1 << np.arange(len(probs)))).sum(axis=1).astype(np.int64)
         base = self.spec.mps_median * np.exp(self.spec.mps_sigma * rng.standard_normal(count))
-        cpu_base = rng.uniform(5.0, 30.0, count)
-        mem_base = rng.uniform(30.0, 70.0, count)
+        cpu_base = rng.uniform(3.0, 12.0, count)  # idle
+        mem_base = rng.uniform(25.0, 45.0, count)  # idle
+        traffic, trng = self.traffic, self._traffic_rng
+        ratio = traffic.series_per_mps * np.exp(
+            traffic.series_spread * trng.standard_normal(count) - traffic.series_spread**2 / 2
+        )
+        capacity = base * traffic.headroom * np.exp(HEADROOM_SPREAD * trng.standard_normal(count))
+        capacity = np.maximum(capacity, base * 1.05)
         if spread:
             # Even phases, shuffled: the initial fleet's heartbeats are a flat stream.
             frac = (rng.permutation(count) + 1.0) / count
@@ -92,6 +132,10 @@ class FleetState:
         self.mem_base = np.concatenate([self.mem_base, mem_base])
         self.cpu = np.concatenate([self.cpu, cpu_base])
         self.mem = np.concatenate([self.mem, mem_base])
+        self.series_ratio = np.concatenate([self.series_ratio, ratio])
+        self.capacity = np.concatenate([self.capacity, capacity])
+        self.load = np.concatenate([self.load, base / capacity])
+        self.burst_until = np.concatenate([self.burst_until, np.zeros(count, dtype=np.int64)])
         self.online = np.concatenate([self.online, np.zeros(count, dtype=bool)])
         self.last_seen = np.concatenate([self.last_seen, np.zeros(count)])
         self.hb_anchor = np.concatenate([self.hb_anchor, np.zeros(count)])
@@ -103,13 +147,29 @@ class FleetState:
 
     # -- per tick
 
-    def drift_step(self, rng: np.random.Generator) -> None:
+    def drift_step(self, rng: np.random.Generator, tick: int = 0, t: float | None = None) -> None:
         shock = np.clip(rng.standard_normal(self.size), -2.5, 2.5)
         self.drift = DRIFT_PHI * self.drift + DRIFT_SD * np.sqrt(1 - DRIFT_PHI**2) * shock
+        traffic = self.traffic
+        self.level = daily_level(self.start + tick if t is None else t, self.start, traffic)
+        if traffic.bursts_per_agent_hour > 0:
+            # Each agent's bursts are a Poisson process: a batch job, a retry storm.
+            starts = self._traffic_rng.random(self.size) < traffic.bursts_per_agent_hour / 3600
+            starts &= self.burst_until <= tick
+            self.burst_until[starts] = tick + math.ceil(traffic.burst_duration)
+        self._bursting = self.burst_until > tick
 
     def mps(self, factor: float) -> np.ndarray:
         """Current rate per agent (offline agents included; mask with `online`)."""
-        return self.base_mps * (1.0 + self.drift) * factor
+        rate = self.base_mps * (1.0 + self.drift) * (factor * self.level)
+        bursting = getattr(self, "_bursting", None)
+        if bursting is not None and bursting.any():
+            rate = np.where(bursting, rate * self.traffic.burst_factor, rate)
+        return rate
+
+    def series(self, mps_int: np.ndarray) -> np.ndarray:
+        """Active series per agent at these rates: its own series per point."""
+        return mps_int * self.series_ratio * self.cardinality
 
     def mps_int(self, factor: float) -> np.ndarray:
         return np.rint(self.mps(factor)).astype(np.int64)
@@ -136,21 +196,31 @@ class FleetState:
         if idx.size == 0:
             return []
         mps = mps_int[idx]
-        cpu = self.cpu_base[idx] + CPU_PER_KMPS * mps / 1000.0 + rng.normal(0.0, 2.0, idx.size)
-        mem = self.mem_base[idx] + rng.normal(0.0, 1.5, idx.size)
+        load = mps / self.capacity[idx]
+        cpu = self.cpu_base[idx] + CPU_AT_CAPACITY * load + rng.normal(0.0, 2.0, idx.size)
+        # Memory holds series (so a cardinality explosion fills it) and follows load
+        # slowly, over MEMORY_TAU since the agent's last heartbeat.
+        since = np.maximum(t - self.last_seen[idx], 1.0)
+        alpha = 1.0 - np.exp(-since / MEMORY_TAU)
+        self.load[idx] += alpha * (load * self.cardinality - self.load[idx])
+        mem = (
+            self.mem_base[idx]
+            + MEMORY_AT_CAPACITY * self.load[idx]
+            + rng.normal(0.0, 1.0, idx.size)
+        )
         cpu = np.clip(cpu, 0.5, 100.0)
         mem = np.clip(mem, 1.0, 100.0)
         self.cpu[idx] = cpu
         self.mem[idx] = mem
         self.last_seen[idx] = t
-        degraded = (cpu > DEGRADED_CPU) | (mem > DEGRADED_MEMORY)
+        status = _statuses(cpu, mem)
         head = self._hb_head
         return [
-            f'{head[i]}{"degraded" if d else "healthy"}","metrics":{{"cpu_percent":{c!r},'
+            f'{head[i]}{d}","metrics":{{"cpu_percent":{c!r},'
             f'"memory_percent":{m!r},"metrics_per_second":{r}}}}}'.encode()
             for i, d, c, m, r in zip(
                 idx.tolist(),
-                degraded.tolist(),
+                status,
                 np.round(cpu, 1).tolist(),
                 np.round(mem, 1).tolist(),
                 mps.tolist(),
@@ -195,8 +265,7 @@ class FleetState:
     def status(self, idx: int) -> str:
         if not self.online[idx]:
             return "offline"
-        degraded = self.cpu[idx] > DEGRADED_CPU or self.mem[idx] > DEGRADED_MEMORY
-        return "degraded" if degraded else "healthy"
+        return _statuses(self.cpu[idx : idx + 1], self.mem[idx : idx + 1])[0]
 
     def snapshot(self, mps_int: np.ndarray) -> list[dict[str, Any]]:
         out = []
@@ -211,3 +280,13 @@ class FleetState:
             item["last_seen"] = rfc3339(float(self.last_seen[i]))
             out.append(item)
         return out
+
+
+STATUSES = ("healthy", "degraded", "unhealthy")
+
+
+def _statuses(cpu: np.ndarray, mem: np.ndarray) -> list[str]:
+    """healthy, degraded (CPU over 85% or memory over 90%) or unhealthy (either over 97%)."""
+    level = ((cpu > DEGRADED_CPU) | (mem > DEGRADED_MEMORY)).astype(np.int64)
+    level[(cpu > UNHEALTHY) | (mem > UNHEALTHY)] = 2
+    return [STATUSES[x] for x in level.tolist()]

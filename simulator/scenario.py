@@ -189,6 +189,21 @@ class AlertRule:
 
 
 @dataclass(frozen=True, slots=True)
+class Traffic:
+    """The shape of the fleet's traffic over time (see TRAFFIC for each field)."""
+
+    daily_amplitude: float = 0.2
+    peak_hour: float = 14.0
+    trend_per_day: float = 0.03
+    bursts_per_agent_hour: float = 0.5
+    burst_factor: float = 1.6
+    burst_duration: float = 90.0
+    series_per_mps: float = 0.25
+    series_spread: float = 0.35
+    headroom: float = 1.8
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
     description: str
@@ -203,6 +218,7 @@ class Scenario:
     faults: tuple[Fault, ...]
     alerts: tuple[AlertRule, ...]
     source: str = "<string>"
+    traffic: Traffic = field(default_factory=Traffic)
 
     def pipeline(self, pipeline_id: str) -> Pipeline:
         return next(p for p in self.pipelines if p.id == pipeline_id)
@@ -872,6 +888,9 @@ FAULT_TYPES: dict[str, FaultType] = {
             "factor": Field(
                 Number(0.0, 1.0, "a factor between 0 and 1"), "Rate multiplier.", default=0.3
             ),
+            "ramp": Field(
+                Duration(), "Time to reach the full factor, and to leave it.", default=5.0
+            ),
             "variant": _variant(),
         },
         target="global or experiment",
@@ -882,6 +901,9 @@ FAULT_TYPES: dict[str, FaultType] = {
         {
             "factor": Field(
                 Number(1.0, 1000.0, "a factor between 1 and 1000"), "Rate multiplier.", default=3.0
+            ),
+            "ramp": Field(
+                Duration(), "Time to reach the full factor, and to leave it.", default=20.0
             ),
             "variant": _variant(),
         },
@@ -896,7 +918,9 @@ FAULT_TYPES: dict[str, FaultType] = {
                 "Series multiplier.",
                 default=5.0,
             ),
-            "ramp": Field(Duration(), "Time to reach the full factor.", default=60.0),
+            "ramp": Field(
+                Duration(), "Time to reach the full factor, and to leave it.", default=60.0
+            ),
             "variant": _variant(),
         },
         target="global or experiment",
@@ -1364,6 +1388,56 @@ ALERT = Mapping(
     }
 )
 
+TRAFFIC = Mapping(
+    {
+        "daily_amplitude": Field(
+            Number(0.0, 0.9, "a fraction between 0 and 0.9"),
+            "How far the fleet's rate swings over a day, as a fraction of its mean: 0.2 is "
+            "20% above at the peak hour and 20% below twelve hours later.",
+            default=0.2,
+        ),
+        "peak_hour": Field(
+            Number(0.0, 24.0, "an hour between 0 and 24 (UTC)"),
+            "Hour of the day (UTC, simulated time) when traffic peaks.",
+            default=14.0,
+        ),
+        "trend_per_day": Field(
+            Number(-0.5, 0.5, "a fraction between -0.5 and 0.5"),
+            "Growth of the fleet's rate per simulated day (0.03: 3% a day), counted from "
+            "the start.",
+            default=0.03,
+        ),
+        "bursts_per_agent_hour": Field(
+            Number(0.0, 60.0, "a rate between 0 and 60"),
+            "How often an agent's traffic bursts (a batch job, a retry storm), per agent and hour.",
+            default=0.5,
+        ),
+        "burst_factor": Field(
+            Number(1.0, 10.0, "a factor between 1 and 10"),
+            "An agent's rate times this during a burst.",
+            default=1.6,
+        ),
+        "burst_duration": Field(Duration(positive=True), "How long a burst lasts.", default=90.0),
+        "series_per_mps": Field(
+            Number(0.001, 100.0, "a ratio between 0.001 and 100"),
+            "Active series per data point per second, on average over the fleet.",
+            default=0.25,
+        ),
+        "series_spread": Field(
+            Number(0.0, 2.0, "a spread between 0 and 2"),
+            "How much that ratio differs between agents (the sigma of a log-normal).",
+            default=0.35,
+        ),
+        "headroom": Field(
+            Number(1.05, 10.0, "a factor between 1.05 and 10"),
+            "An agent's capacity over its usual rate, on average: CPU and memory follow the "
+            "load against it, so a burst at a peak hour makes a small agent `degraded` "
+            "(CPU over 85% or memory over 90%) or `unhealthy` (over 97%).",
+            default=1.8,
+        ),
+    }
+)
+
 SCENARIO = Mapping(
     {
         "name": Field(Text(), "Short name.", required=True),
@@ -1403,6 +1477,13 @@ SCENARIO = Mapping(
             ListOf(FAULT), "Things that go wrong, at given times.", default=[], nullable=True
         ),
         "alerts": Field(ListOf(ALERT), "Alert rules.", default=[], nullable=True),
+        "traffic": Field(
+            TRAFFIC,
+            "The shape of the traffic over time: a daily cycle, a trend, bursts, series "
+            "per point and the agents' headroom.",
+            default={},
+            nullable=True,
+        ),
     }
 )
 
@@ -1460,6 +1541,7 @@ class _Checker:
             faults=tuple(sorted(faults, key=lambda fault: fault.at)),
             alerts=alerts,
             source=self.source,
+            traffic=Traffic(**top["traffic"]),
         )
 
     def pipelines(self, items: list[Values]) -> tuple[Pipeline, ...]:

@@ -150,7 +150,8 @@ def test_numbers_agree(demo):
             mps_by_agent[e.data["agent_id"]] = e.data["metrics"]["metrics_per_second"]
         if e.name == "metrics.update":
             g = e.data["global"]
-            assert g["total_series"] == round(g["total_mps"] / 4)
+            # Series per point: the agents' own ratios, 0.25 on average (traffic).
+            assert 0.15 < g["total_series"] / g["total_mps"] < 0.4
             for m in e.data["experiments"].values():
                 assert m["reduction_rate"] == round(1 - m["candidate_mps"] / m["baseline_mps"], 4)
         if e.name == "cost.update":
@@ -310,6 +311,8 @@ def _small(experiments: str, faults: str = "", agents: int = 10):
         f"""
 name: small
 fleet: {{agents: {agents}}}
+# No bursts: in ten agents one burst is a real spike, and these tests look at others.
+traffic: {{bursts_per_agent_hour: 0}}
 pipelines:
   - {{id: base, template: baseline}}
   - {{id: cand, template: adaptive_filter}}

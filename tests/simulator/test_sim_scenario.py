@@ -49,7 +49,7 @@ def test_good_scenario_parses_with_defaults():
     assert sc.duration == 600
     assert sc.pipelines[1].reduction == 0.70
     assert sc.experiments[0].max_error_rate == 0.01
-    assert sc.faults[0].params == {"factor": 3.0, "variant": "candidate"}
+    assert sc.faults[0].params == {"factor": 3.0, "ramp": 20.0, "variant": "candidate"}
     assert sc.alerts[0].scope == "experiments" and sc.alerts[0].for_seconds == 60
     assert sc.fleet.agents == 150 and sc.intervals.heartbeat == 30
 

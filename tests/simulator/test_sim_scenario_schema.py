@@ -46,6 +46,7 @@ from simulator.scenario import (
     Spec,
     Start,
     Text,
+    Traffic,
     Weights,
     _path_text,
     parse_scenario,
@@ -127,6 +128,7 @@ def test_defaults_are_the_models_defaults():
         "experiments: [{id: e, baseline: p, candidate: p, duration: 1m}]\n"
     )
     assert sc.intervals == Intervals()
+    assert sc.traffic == Traffic()
     assert sc.fleet == Fleet()
     assert sc.price_per_million_points == DEFAULT_PRICE_PER_MILLION
     exp = sc.experiments[0]
@@ -183,6 +185,7 @@ def _base() -> dict[str, Any]:
         ],
         "faults": faults,
         "alerts": [{"name": "a", "condition": "error_rate > 0.01"}],
+        "traffic": {},
     }
 
 
