@@ -1,8 +1,11 @@
-"""Alert rules: a tiny safe parser for ``<metric> <op> <number>`` and the rule book.
+"""Alert rules: a tiny safe parser for conditions and the rule book.
 
-Conditions come from scenario files that users write, so they are tokenised with one
-regular expression and compared with `operator` functions: there is no `eval`, and
-nothing but a known metric, one comparison and one number is accepted.
+A condition is one comparison, ``<metric> <op> <number>``, or several joined by `and`
+and `or` (`and` binds tighter; no parentheses): ``error_rate > 0.01 and candidate_mps <
+100000 or reduction_rate < 0.2``. Conditions come from scenario files that users write,
+so each comparison is matched by one regular expression and evaluated with `operator`
+functions: there is no `eval`, nothing but known metrics, comparisons and numbers is
+accepted, and a condition has at most MAX_CLAUSES comparisons.
 """
 
 from __future__ import annotations
@@ -42,8 +45,43 @@ _CONDITION = re.compile(
 )
 
 
+MAX_CLAUSES = 16
+_JOINER = re.compile(r"\s+(and|or)\s+")
+
+Clause = tuple[str, str, float]  # metric, operator, threshold
+# Any of (all of these comparisons): `or` of `and`s, as written.
+Conditions = tuple[tuple[Clause, ...], ...]
+
+
 class RuleError(ValueError):
     """A condition that does not parse; the message says what was expected."""
+
+
+def parse_conditions(text: str) -> Conditions:
+    """``"a > 1 and b < 2 or c == 0"`` -> ``(((a, >, 1), (b, <, 2)), ((c, ==, 0),))``.
+    Every metric is of one scope: an experiment's or the fleet's (`scope_of`)."""
+    if not isinstance(text, str):
+        raise RuleError("expected a condition such as 'error_rate > 0.01'")
+    parts = _JOINER.split(text.strip())
+    clauses = parts[0::2]
+    if len(clauses) > MAX_CLAUSES:
+        raise RuleError(f"at most {MAX_CLAUSES} comparisons in one condition")
+    groups: list[list[Clause]] = [[parse_condition(clauses[0])]]
+    for joiner, clause in zip(parts[1::2], clauses[1:], strict=True):
+        if joiner == "or":
+            groups.append([])
+        groups[-1].append(parse_condition(clause))
+    scopes = {scope_of(m) for group in groups for m, _, _ in group}
+    if len(scopes) > 1:
+        raise RuleError(
+            "a condition may not mix an experiment's metrics with the fleet's "
+            f"({', '.join(GLOBAL_METRICS)}), got {text!r}"
+        )
+    return tuple(tuple(g) for g in groups)
+
+
+def holds(conditions: Conditions, values: Mapping[str, float]) -> bool:
+    return any(all(OPERATORS[op](values[m], x) for m, op, x in group) for group in conditions)
 
 
 def parse_condition(text: str) -> tuple[str, str, float]:
@@ -53,7 +91,8 @@ def parse_condition(text: str) -> tuple[str, str, float]:
     match = _CONDITION.match(text)
     if match is None:
         raise RuleError(
-            f"expected '<metric> <op> <number>' with op one of {' '.join(OPERATORS)}, got {text!r}"
+            f"expected '<metric> <op> <number>' with op one of {' '.join(OPERATORS)}, "
+            f"joined by 'and' or 'or', got {text!r}"
         )
     metric = match.group("metric")
     if metric not in EXPERIMENT_METRICS and metric not in GLOBAL_METRICS:
@@ -130,16 +169,16 @@ class RuleBook:
         triggered: list[Alert] = []
         resolved: list[Alert] = []
         for index, rule in enumerate(self.rules):
-            subjects: dict[str | None, float] = {}
+            subjects: dict[str | None, Mapping[str, float]] = {}
             if rule.scope == "global":
-                subjects[None] = global_values[rule.metric]
+                subjects[None] = global_values
             else:
                 for exp_id, values in experiments.items():
-                    subjects[exp_id] = values[rule.metric]
-            check = OPERATORS[rule.op]
-            for subject, value in subjects.items():
+                    subjects[exp_id] = values
+            for subject, values in subjects.items():
                 key = (index, subject)
-                if check(value, rule.threshold):
+                value = values[rule.metric]  # the first metric named: the alert's value
+                if holds(rule.conditions or (((rule.metric, rule.op, rule.threshold),),), values):
                     since = self._pending.setdefault(key, t)
                     if key not in self.active and t - since >= rule.for_seconds:
                         self._counter += 1

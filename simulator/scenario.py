@@ -41,8 +41,9 @@ from simulator.rules import (
     _CONDITION,
     EXPERIMENT_METRICS,
     GLOBAL_METRICS,
+    Conditions,
     RuleError,
-    parse_condition,
+    parse_conditions,
     scope_of,
 )
 
@@ -180,12 +181,13 @@ class Fault:
 class AlertRule:
     name: str
     condition: str
-    metric: str
+    metric: str  # the first metric named: the alert's current_value
     op: str
     threshold: float
     for_seconds: float
     severity: str
     scope: str  # "experiments" or "global"
+    conditions: Conditions = ()  # the whole condition, `or` of `and`s (rules.holds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -663,20 +665,28 @@ _CONDITION_PATTERN = (
 )
 
 
+# Comparisons joined by `and` / `or` (rules.parse_conditions): the comparison pattern
+# without its anchors, then any number of joiner + comparison. (The scope rule, one
+# kind of metric per condition, and the count are the loader's alone.)
+_ONE = _CONDITION_PATTERN.removeprefix("^").removesuffix("$")
+_CONDITIONS_PATTERN = f"^{_ONE}(?:\\s+(?:and|or)\\s+{_ONE})*$"
+
+
 @dataclass(frozen=True)
 class Condition(Spec):
-    """An alert condition, `<metric> <op> <number>` (rules.parse_condition)."""
+    """An alert condition: `<metric> <op> <number>`, or several joined by `and` / `or`
+    (rules.parse_conditions)."""
 
     def check(self, checker: _Checker, path: Where, value: Any) -> str:
         text = Text().check(checker, path, value)
         try:
-            parse_condition(text)
+            parse_conditions(text)
         except RuleError as exc:
             raise checker.fail(path, str(exc)) from None
         return text
 
     def json_schema(self) -> dict[str, Any]:
-        return {"type": "string", "pattern": _CONDITION_PATTERN}
+        return {"type": "string", "pattern": _CONDITIONS_PATTERN}
 
 
 @dataclass(frozen=True)
@@ -1642,7 +1652,8 @@ class _Checker:
 
     def alert(self, path: tuple[Any, ...], a: Values) -> AlertRule:
         condition = a["condition"]
-        metric, op, threshold = parse_condition(condition)  # it parsed when checked
+        conditions = parse_conditions(condition)  # it parsed when checked
+        metric, op, threshold = conditions[0][0]
         scope = scope_of(metric)
         if a["scope"] is not None and a["scope"] != scope:
             raise self.fail(
@@ -1659,6 +1670,7 @@ class _Checker:
             a["for"],
             a["severity"],
             scope,
+            conditions,
         )
 
 

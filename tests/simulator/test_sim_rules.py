@@ -70,3 +70,55 @@ def test_vanished_experiment_resolves_its_alert():
     assert fired
     _, resolved = book.evaluate(10, {}, {})
     assert [a.alert_id for a in resolved] == [fired[0].alert_id]
+
+
+def test_and_binds_tighter_than_or():
+    from simulator.rules import holds, parse_conditions
+
+    cond = parse_conditions("error_rate > 0.01 and candidate_mps < 100 or reduction_rate < 0.2")
+    assert cond == (
+        (("error_rate", ">", 0.01), ("candidate_mps", "<", 100.0)),
+        (("reduction_rate", "<", 0.2),),
+    )
+    base = {"error_rate": 0.0, "candidate_mps": 500.0, "reduction_rate": 0.5}
+    assert not holds(cond, base)
+    assert not holds(cond, {**base, "error_rate": 0.02})  # the first `and` half only
+    assert holds(cond, {**base, "error_rate": 0.02, "candidate_mps": 50.0})
+    assert holds(cond, {**base, "reduction_rate": 0.1})
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("error_rate > 0.01 and total_mps > 1", "may not mix"),
+        ("error_rate > 0.01 and", "expected '<metric> <op> <number>'"),
+        ("error_rate > 0.01 nand total_mps > 1", "expected '<metric> <op> <number>'"),
+        (" or ".join(["error_rate > 0.01"] * 17), "at most 16 comparisons"),
+        ("error_rate > 0.01 and __import__('os') > 1", "expected '<metric> <op> <number>'"),
+    ],
+)
+def test_bad_compound_conditions_say_why(text, problem):
+    from simulator.rules import parse_conditions
+
+    with pytest.raises(RuleError, match=problem):
+        parse_conditions(text)
+
+
+def test_a_compound_rule_fires_on_either_branch_and_resolves_when_neither_holds():
+    from simulator.scenario import parse_scenario
+
+    sc = parse_scenario(
+        "name: t\nalerts:\n"
+        "  - {name: Low, condition: 'active_agents < 140 or total_mps < 1000', for: 0s}\n"
+    )
+    book = RuleBook(sc.alerts)
+    fired, _ = book.evaluate(0, {"active_agents": 150, "total_mps": 500}, {})
+    assert [a.current_value for a in fired] == [150]  # the first metric named
+    _, resolved = book.evaluate(10, {"active_agents": 150, "total_mps": 5000}, {})
+    assert len(resolved) == 1
+    with pytest.raises(
+        Exception, match=r"alerts\[0\]\.condition \(line 3\): a condition may not mix"
+    ):
+        parse_scenario(
+            "name: t\nalerts:\n  - {name: X, condition: 'error_rate > 1 and total_mps < 2'}\n"
+        )
