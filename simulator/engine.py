@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.clock import Periodic, rfc3339
+from simulator.clock import Periodic, format_duration, rfc3339
 from simulator.cost import cost_update
 from simulator.detector import Detector, Finding
 from simulator.events import CONTROL, Event
@@ -113,8 +113,17 @@ class Engine:
         self._cost_clock = Periodic(scenario.intervals.cost)
         self._detector = Detector()
         self._rules = RuleBook(scenario.alerts, after.alerts if after else 0)
-        self._schedule = [(math.ceil(f.at), f) for f in scenario.faults]
-        self._next_scheduled = 0
+        # Scheduled faults by tick, then scenario order: (tick, order, occurrence, fault).
+        # A repeating one is pushed again when it fires; one that follows an
+        # experiment's moment waits in _waiting until that moment.
+        self._schedule: list[tuple[int, int, int, Fault]] = []
+        self._waiting: dict[tuple[str, str], list[tuple[int, Fault]]] = {}
+        self._fired: list[tuple[int, Fault]] = []  # for the timeline
+        for order, f in enumerate(scenario.faults):
+            if f.after is None:
+                heapq.heappush(self._schedule, (math.ceil(f.at), order, 1, f))
+            else:
+                self._waiting.setdefault(f.after, []).append((order, f))
         self._injected: list[Fault] = []
         self._active: list[ActiveFault] = []
         self._faults_started = after.faults if after else 0
@@ -221,19 +230,30 @@ class Engine:
                 items.append(
                     (at, i, {"kind": "experiment", "what": what, "id": spec.id, "name": spec.name})
                 )
-        for i, fault in enumerate(self.scenario.faults):
-            item = {
+
+        def fault_item(fault: Fault) -> dict[str, Any]:
+            return {
                 "kind": "fault",
                 "what": fault.type,
                 "target": fault.target,
                 "duration_seconds": fault.duration or None,
             }
-            items.append((self.start + math.ceil(fault.at), 1000 + i, item))
-        items.sort(key=lambda x: (x[0], x[1]))
-        return [
+
+        # Faults that happened, then the next time of each one still to come; one that
+        # waits for an experiment's moment has no time yet, and says what it waits for.
+        for i, (tick, fault) in enumerate(self._fired):
+            items.append((self.start + tick, 1000 + i, fault_item(fault)))
+        for tick, order, _, fault in self._schedule:
+            items.append((self.start + tick, 100_000 + order, fault_item(fault)))
+        out: list[dict[str, Any]] = [
             {"at": rfc3339(at), "done": self.start + self._tick - 1 >= at, **item}
-            for at, _, item in items
+            for at, _, item in sorted(items, key=lambda x: (x[0], x[1]))
         ]
+        for (exp, moment), waiting in self._waiting.items():
+            for _, fault in waiting:
+                after = f"{format_duration(fault.at)} after {exp} {moment}"
+                out.append({"at": None, "done": False, **fault_item(fault), "after": after})
+        return out
 
     def active_faults(self) -> list[dict[str, Any]]:
         return [a.to_dict(self.start) for a in self._active if not a.fault.delivery]
@@ -252,7 +272,12 @@ class Engine:
         online = self.fleet.online
         price = self.scenario.price_per_million_points
         for run in self.lab.runs:
-            events += run.tick(k, t, self.start, self.lab, mps_int, online, per[run.spec.id], price)
+            happened = run.tick(
+                k, t, self.start, self.lab, mps_int, online, per[run.spec.id], price
+            )
+            if self._waiting:
+                self._follow(run.spec.id, happened, k)
+            events += happened
             if run.status != "running":
                 self._detector.reset(run.id)
         beats = self._heartbeats(k, t, mps_int)
@@ -288,17 +313,36 @@ class Engine:
                     )
                 )
         starting: list[Fault] = []
-        while self._next_scheduled < len(self._schedule):
-            at, fault = self._schedule[self._next_scheduled]
-            if at > k:
-                break
+        while self._schedule and self._schedule[0][0] <= k:
+            at, order, n, fault = heapq.heappop(self._schedule)
             starting.append(fault)
-            self._next_scheduled += 1
+            self._fired.append((k, fault))
+            if fault.every is not None and (fault.times is None or n < fault.times):
+                nxt = at + max(1, math.ceil(fault.every))
+                if self.end is None or self.start + nxt <= self.end:
+                    heapq.heappush(self._schedule, (nxt, order, n + 1, fault))
         starting += self._injected
         self._injected = []
         for fault in starting:
             events += self._start_fault(fault, k, t)
         return events
+
+    # An experiment's event -> the moments of it that faults may follow.
+    _MOMENTS = {
+        "experiment.created": ("created",),
+        "experiment.started": ("started",),
+        "experiment.completed": ("completed", "ended"),
+        "experiment.failed": ("failed", "ended"),
+    }
+
+    def _follow(self, spec_id: str, happened: list[Event], k: int) -> None:
+        """Schedule the faults that wait for a moment of this experiment that just came."""
+        for event in happened:
+            for moment in self._MOMENTS.get(event.name, ()):
+                for order, fault in self._waiting.pop((spec_id, moment), []):
+                    # This tick's faults ran already: at the earliest, the next tick.
+                    at = k + max(1, math.ceil(fault.at))
+                    heapq.heappush(self._schedule, (at, order, 1, fault))
 
     def _start_fault(self, fault: Fault, k: int, t: float) -> list[Event]:
         self._faults_started += 1

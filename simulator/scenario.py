@@ -80,6 +80,9 @@ MAX_YAML_NODES = 200_000  # distinct YAML nodes in one file
 MAX_DELIVERY_FAULT = 3600.0  # seconds: no delivery fault holds the server for longer
 MAX_HELD_EVENTS = 100_000  # burst `count`, reorder `window` (the server caps them lower)
 MAX_SCENARIO_BYTES = 1 << 20  # a scenario file's size, unless the caller says otherwise
+MAX_REPEATS = 100_000  # `times` of a repeating fault
+# The moments of an experiment a fault may follow (`after.event`).
+EXPERIMENT_MOMENTS = ("created", "started", "completed", "failed", "ended")
 
 # libyaml's parser where PyYAML was built with it (about 10x faster on big files); its
 # marks carry the same line numbers as the pure-Python one.
@@ -167,10 +170,13 @@ class Experiment:
 @dataclass(frozen=True, slots=True)
 class Fault:
     type: str
-    at: float
+    at: float  # from the start, or from `after`'s event
     duration: float
     target: str
     params: dict[str, Any]
+    every: float | None = None  # repeats this often (from its first time)
+    times: int | None = None  # this many times in all (None: until the run ends)
+    after: tuple[str, str] | None = None  # (experiment id, event): `at` counts from it
 
     @property
     def delivery(self) -> bool:
@@ -1100,6 +1106,36 @@ FAULT_FIELDS: dict[str, Field] = {
         "take none.",
     ),
     "params": Field(Mapping({}), "The type's parameters (each has a default).", nullable=True),
+    "every": Field(
+        Duration(positive=True, minimum=1.0, too_short="expected at least 1s"),
+        "Repeat the fault this often, from its first time (a fault with a duration "
+        "longer than this overlaps itself). Until the run ends, or `times` times.",
+        nullable=True,
+    ),
+    "times": Field(
+        Integer(1, MAX_REPEATS, f"a count from 1 to {MAX_REPEATS}"),
+        "With `every`: how many times in all.",
+        nullable=True,
+    ),
+    "after": Field(
+        Mapping(
+            {
+                "experiment": Field(
+                    Text(), "The experiment whose event starts the clock.", required=True
+                ),
+                "event": Field(
+                    Choice(EXPERIMENT_MOMENTS, noun="experiment event"),
+                    "Which moment of it: created, started (running), completed, failed, "
+                    "or ended (completed or failed).",
+                    default="started",
+                ),
+            }
+        ),
+        "Count `at` from a moment of an experiment instead of from the start: "
+        "`{experiment: exp-790, event: started}` with `at: 2m` is two minutes after "
+        "exp-790 starts running. If that never happens, neither does the fault.",
+        nullable=True,
+    ),
 }
 
 
@@ -1139,6 +1175,15 @@ class FaultSpec(Spec):
         params = kind.parameters.check(
             checker, path + ("params",), {} if given is None else given, fill=False
         )
+        repeat: dict[str, Any] = {}
+        for key in ("every", "times", "after"):
+            if m.get(key) is None:
+                continue
+            if not self.scheduled:
+                raise checker.fail(path + (key,), f"an injected fault happens now: remove '{key}'")
+            repeat[key] = FAULT_FIELDS[key].spec.check(checker, path + (key,), m[key])
+        if "times" in repeat and "every" not in repeat:
+            raise checker.fail(path + ("times",), "'times' repeats a fault: give 'every' too")
         # The defaults as they are (not read through their specs): the server and the
         # events show them as written in FAULT_TYPES.
         return {
@@ -1147,6 +1192,7 @@ class FaultSpec(Spec):
             "duration": duration,
             "target": target,
             "params": {**kind.defaults(), **params},
+            **repeat,
         }
 
     def json_schema(self) -> dict[str, Any]:
@@ -1157,7 +1203,8 @@ class FaultSpec(Spec):
             "type": ["object", "null"],
         }
         if not self.scheduled:
-            del properties["at"]
+            for key in ("at", "every", "times", "after"):
+                del properties[key]
         branches = []
         for name, kind in FAULT_TYPES.items():
             then: dict[str, Any] = {
@@ -1623,8 +1670,19 @@ class _Checker:
         """A fault that FaultSpec checked, against the experiments and the fleet."""
         ftype = f["type"]
         kind = FAULT_TYPES[ftype]
+        after = None
+        if f.get("after") is not None:
+            exp_ids = [e.id for e in experiments]
+            name = f["after"]["experiment"]
+            if name not in exp_ids:
+                raise self.fail(
+                    path + ("after", "experiment"),
+                    f"no experiment with id {_show(name)}{_did_you_mean(name, exp_ids)}",
+                )
+            after = (name, f["after"]["event"])
+        repeat: dict[str, Any] = {"every": f.get("every"), "times": f.get("times"), "after": after}
         if kind.target == "none":
-            return Fault(ftype, f["at"], f["duration"], "", f["params"])
+            return Fault(ftype, f["at"], f["duration"], "", f["params"], **repeat)
         target = "global" if f["target"] is None else f["target"]
         if kind.target in ("experiment", "global or experiment"):
             exp_ids = [e.id for e in experiments]
@@ -1648,7 +1706,7 @@ class _Checker:
                 f"expected 'global' or (for {takes_agents}) an agent id such as "
                 f"'{_agent_id(fleet, 1)}', got {_show(target)}",
             )
-        return Fault(ftype, f["at"], f["duration"], target, f["params"])
+        return Fault(ftype, f["at"], f["duration"], target, f["params"], **repeat)
 
     def alert(self, path: tuple[Any, ...], a: Values) -> AlertRule:
         condition = a["condition"]
