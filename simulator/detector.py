@@ -162,7 +162,12 @@ class Detector:
         if t > until:
             state.prior = None
             return False
-        if math.copysign(1.0, z) == direction or abs(value - mean) > Z_THRESHOLD * sd:
+        if math.copysign(1.0, z) == direction:
             return False
-        state.prior = None
+        # On the way back (an incident that ramps down takes several samples): anywhere
+        # between the incident's level and the old one is recovering, not anomalous.
+        if abs(value - mean) > abs(state.mean - mean) + Z_THRESHOLD * sd:
+            return False
+        if abs(value - mean) <= Z_THRESHOLD * sd:
+            state.prior = None  # back: what comes next is judged afresh
         return True

@@ -28,6 +28,7 @@ DRIFT_SD = 0.03
 CPU_AT_CAPACITY = 75.0  # % CPU added at full capacity, over the agent's idle CPU
 MEMORY_AT_CAPACITY = 40.0  # % memory added at full capacity (of series), over idle
 MEMORY_TAU = 600.0  # seconds: memory follows load slowly (caches, buffers)
+SERIES_MEMORY_EXPONENT = 0.6  # 4x the series takes 2.3x the memory
 HEADROOM_SPREAD = 0.25  # sigma of the log-normal around the scenario's headroom
 DEGRADED_CPU = 85.0
 DEGRADED_MEMORY = 90.0
@@ -202,7 +203,9 @@ class FleetState:
         # slowly, over MEMORY_TAU since the agent's last heartbeat.
         since = np.maximum(t - self.last_seen[idx], 1.0)
         alpha = 1.0 - np.exp(-since / MEMORY_TAU)
-        self.load[idx] += alpha * (load * self.cardinality - self.load[idx])
+        # Series weigh on memory less than in proportion (shared labels, compression).
+        held = load * self.cardinality**SERIES_MEMORY_EXPONENT
+        self.load[idx] += alpha * (held - self.load[idx])
         mem = (
             self.mem_base[idx]
             + MEMORY_AT_CAPACITY * self.load[idx]

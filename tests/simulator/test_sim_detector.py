@@ -114,3 +114,13 @@ def test_a_new_drop_after_a_recovery_is_flagged_again():
     ]
     found = _run(Detector(), series)
     assert [f[1] for f in found] == ["sudden_drop", "sudden_drop"], found
+
+
+def test_a_recovery_that_ramps_down_is_not_a_drop_on_the_way():
+    rng = np.random.default_rng(6)
+    normal = _noise(rng, 60, level=0.25)
+    explosion = _noise(rng, 60, level=1.0)
+    ramp_down = np.linspace(1.0, 0.25, 12) * (1 + 0.01 * rng.standard_normal(12))
+    after = _noise(rng, 60, level=0.25)
+    found = _run(Detector(), [*normal, *explosion, *ramp_down, *after], metric="candidate_series")
+    assert [f[1] for f in found] == ["cardinality_explosion"], found
