@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -22,6 +22,8 @@ from phoenix.auth import issue
 from phoenix.config import Config, parse_config
 from phoenix.feed import SourceInfo
 from simulator.events import Event
+
+from ..contract.validate import text_frame_problem
 
 SECRET = "test-secret-that-is-long-enough-for-every-hmac-algorithm-0123456789"
 T0 = 1705744800.0  # 2024-01-20T10:00:00Z
@@ -184,3 +186,50 @@ async def ws_factory(
     yield open_ws
     for ws in opened:
         await ws.close()
+
+
+# Whether a test's own call failed: the contract check after it then has nothing to add.
+CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_FAILED] = report.failed
+    return report
+
+
+@pytest.fixture(autouse=True)
+def frames_match_the_contract(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Every frame any server test receives through aiohttp must match docs/asyncapi.yaml
+    (tests/contract/validate.py): so the document is checked against every reply, error
+    and event the protocol tests provoke, not only against frames written for it.
+
+    `receive` is the one read path of aiohttp's client WebSocket (`receive_str`,
+    `receive_json` and `async for` all go through it). A frame that fails raises there,
+    naming the frame and the schema error, which fails the test; if the test's own code
+    swallowed that, the check after the test fails it instead."""
+    failures: list[str] = []
+    receive = aiohttp.ClientWebSocketResponse.receive
+
+    async def checked(self: aiohttp.ClientWebSocketResponse, timeout: float | None = None) -> Any:
+        msg = await receive(self, timeout)
+        if msg.type is aiohttp.WSMsgType.TEXT:
+            data = msg.data if isinstance(msg.data, str) else bytes(msg.data).decode()
+            found = text_frame_problem(data)
+        elif msg.type is aiohttp.WSMsgType.BINARY:
+            data, found = repr(msg.data[:200]), "binary: the server sends JSON in text frames only"
+        else:
+            return msg
+        if found is not None:
+            failures.append(f"{found}\n    frame: {data[:1000]}")
+            raise AssertionError(f"a frame does not match docs/asyncapi.yaml: {failures[-1]}")
+        return msg
+
+    monkeypatch.setattr(aiohttp.ClientWebSocketResponse, "receive", checked)
+    yield
+    if failures and not request.node.stash.get(CALL_FAILED, False):
+        pytest.fail("frames that do not match docs/asyncapi.yaml:\n" + "\n".join(failures))
