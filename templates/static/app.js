@@ -17,6 +17,10 @@
   const CHANNELS = ["experiments", "metrics", "agents", "deployments", "alerts", "cost-flow"];
   const LOG_MAX = 200;
   const HISTORY_MAX = 1500; // chart points kept per experiment
+  const TREND_MAX = 720; // points kept per fleet / cost chart (and asked of the server's history)
+  const MARKERS_MAX = 200; // markers kept for the fleet and cost charts
+  const MARKERS_SHOWN = 8; // of which the list under them shows the latest
+  const MAX_STEP = 3600; // simulated seconds per `step` (the server's bound)
   const RECENT_MAX = 6; // joins/leaves, finished deployments, resolved alerts shown
   const DEDUPE_MAX = 5000;
   const POLL_MS = 3000;
@@ -59,7 +63,7 @@
   const BADGE_CLASSES = new Set([
     "running", "active", "healthy", "completed", "deploying", "initializing", "analyzing",
     "created", "warning", "degraded", "failed", "rolled_back", "critical", "cancelled",
-    "offline", "info",
+    "offline", "info", "unhealthy",
   ]);
 
   function badge(text) {
@@ -104,6 +108,16 @@
     if (a < 0.01) return n.toExponential(2);
     return n.toPrecision(3);
   }
+  // Axis ticks: as short as they can be ("1.5M", "500k", "$364").
+  function short(n) {
+    if (typeof n !== "number" || !isFinite(n)) return "";
+    const a = Math.abs(n);
+    const cut = (v) => String(Number(v.toPrecision(3)));
+    if (a >= 1e9) return cut(n / 1e9) + "G";
+    if (a >= 1e6) return cut(n / 1e6) + "M";
+    if (a >= 1e3) return cut(n / 1e3) + "k";
+    return cut(n);
+  }
   const money = (n) => (typeof n === "number" && isFinite(n) ? usd.format(n) : "—");
   const pct = (r) => (typeof r === "number" && isFinite(r) ? (r * 100).toFixed(1) + "%" : "—");
 
@@ -138,6 +152,9 @@
     cost: null,
     sim: null, // GET /api/sim
     simTime: null, // ms
+    fleetTrend: null, // series(3): total mps, series, active agents
+    costTrend: null, // series(3): baseline, optimized, savings per hour
+    markers: [], // on the fleet and cost charts, sorted by time
   };
 
   function resetState() {
@@ -152,7 +169,18 @@
     state.resolved = [];
     state.anomalies = [];
     state.cost = null;
+    latestSeq.global = latestSeq.cost = 0;
     chartDirty = true;
+  }
+
+  // The server's history and a replay may overlap: an older update must not replace the
+  // latest one (ids increase for the life of the server, across restarts too).
+  const latestSeq = { global: 0, cost: 0 };
+  function newest(msg, what) {
+    const seq = seqOf(msg.id);
+    if (seq && seq < latestSeq[what]) return false;
+    latestSeq[what] = seq;
+    return true;
   }
 
   function pushRecent(list, item, max) {
@@ -192,15 +220,16 @@
       state.history.set(id, h);
     }
     const x = t / 1000;
-    const last = h.t.length - 1;
-    if (last >= 0 && x < h.t[last]) return; // out of order: keep the x axis sorted
-    if (last >= 0 && h.t[last] === x) {
-      h.b[last] = typeof b === "number" ? b : null;
-      h.c[last] = typeof c === "number" ? c : null;
+    // Kept sorted: usually appended, but the server's history comes after the snapshot.
+    let i = h.t.length;
+    while (i > 0 && h.t[i - 1] > x) i--;
+    if (i > 0 && h.t[i - 1] === x) {
+      h.b[i - 1] = typeof b === "number" ? b : null;
+      h.c[i - 1] = typeof c === "number" ? c : null;
     } else {
-      h.t.push(x);
-      h.b.push(typeof b === "number" ? b : null);
-      h.c.push(typeof c === "number" ? c : null);
+      h.t.splice(i, 0, x);
+      h.b.splice(i, 0, typeof b === "number" ? b : null);
+      h.c.splice(i, 0, typeof c === "number" ? c : null);
       if (h.t.length > HISTORY_MAX) {
         h.t.shift();
         h.b.shift();
@@ -271,7 +300,8 @@
         return;
       }
       case "metrics.update": {
-        if (d.global) state.global = d.global;
+        if (d.global && newest(msg, "global")) state.global = d.global;
+        fleetPoint(msg);
         const exps = d.experiments && typeof d.experiments === "object" ? d.experiments : {};
         for (const id of Object.keys(exps)) {
           const exp = experiment(id);
@@ -282,8 +312,9 @@
         return;
       }
       case "metrics.anomaly":
-        if (!inFilter(d)) return;
-        pushRecent(state.anomalies, Object.assign({ at: msg.timestamp }, d));
+        if (!inFilter(d) || state.anomalies.some((a) => a.id === msg.id)) return;
+        pushRecent(state.anomalies, Object.assign({ at: msg.timestamp, id: msg.id }, d));
+        eventMarker(msg);
         touch("alerts");
         return;
       case "agent.connected":
@@ -319,6 +350,7 @@
             status: known.status || "deploying",
           })
         );
+        eventMarker(msg);
         touch("deployments");
         return;
       }
@@ -341,6 +373,7 @@
       case "alert.triggered":
         if (typeof d.alert_id !== "string") return;
         state.alerts.set(d.alert_id, Object.assign({ triggered_at: msg.timestamp }, d));
+        eventMarker(msg);
         touch("alerts");
         return;
       case "alert.resolved": {
@@ -352,7 +385,8 @@
         return;
       }
       case "cost.update":
-        state.cost = d;
+        if (newest(msg, "cost")) state.cost = d;
+        costPoint(msg);
         touch("cost");
         return;
       default:
@@ -396,8 +430,11 @@
     if (all || dirty.has("alerts")) renderAlerts();
     if (all || dirty.has("cost") || dirty.has("experiments")) renderCost();
     if (all || dirty.has("log")) flushLog();
+    if (all || dirty.has("timeline") || dirty.has("clock") || dirty.has("sim")) renderTimeline();
+    if (all || dirty.has("markers")) renderMarkers();
     dirty.clear();
     if (chartDirty) renderChart();
+    if (trendsDirty) renderTrends();
   }
 
   function renderClock() {
@@ -425,6 +462,7 @@
       "speed ×" + s.speed,
       s.finished ? "finished" : s.paused ? "paused" : "running",
     ];
+    if (s.pause_at) parts.push("pausing at " + clock(parseTime(s.pause_at)));
     if (s.lag_seconds > 0.5) parts.push("lagging " + s.lag_seconds + " s");
     $("sim-summary").textContent = parts.join(" · ");
     // Delivery faults in force now (GET /api/sim lists them while they last).
@@ -722,6 +760,678 @@
     touch("chart");
   });
 
+  // --- fleet and cost over time, with markers ----------------------------------------------
+
+  // A bounded series of points sorted by time, each from one event: the server's history and
+  // the live stream overlap (and a fault may deliver twice), so an event id counts once.
+  function series(n) {
+    return { t: [], cols: Array.from({ length: n }, () => []), seqs: [], seen: new Set() };
+  }
+
+  function seriesAdd(s, seq, x, values) {
+    if (x === null || (seq && s.seen.has(seq))) return;
+    let i = s.t.length;
+    while (i > 0 && s.t[i - 1] > x) i--; // nearly always appended: scan from the end
+    if (i > 0 && s.t[i - 1] === x) {
+      // The same simulated second twice: the later event wins.
+      if (seq < s.seqs[i - 1]) return;
+      s.seen.delete(s.seqs[i - 1]);
+      s.seqs[i - 1] = seq;
+      s.cols.forEach((col, k) => (col[i - 1] = values[k]));
+    } else {
+      s.t.splice(i, 0, x);
+      s.seqs.splice(i, 0, seq);
+      s.cols.forEach((col, k) => col.splice(i, 0, values[k]));
+      while (s.t.length > TREND_MAX) {
+        s.t.shift();
+        s.seen.delete(s.seqs.shift());
+        s.cols.forEach((col) => col.shift());
+      }
+    }
+    if (seq) s.seen.add(seq);
+    trendsDirty = true;
+  }
+
+  const numOrNull = (v) => (typeof v === "number" && isFinite(v) ? v : null);
+
+  function secondsOf(iso) {
+    const t = parseTime(iso);
+    return t === null ? null : t / 1000;
+  }
+
+  function fleetPoint(msg) {
+    const d = msg.data || {};
+    const g = d.global;
+    if (!g || typeof g !== "object") return;
+    const values = [numOrNull(g.total_mps), numOrNull(g.total_series), numOrNull(g.active_agents)];
+    seriesAdd(state.fleetTrend, seqOf(msg.id), secondsOf(d.timestamp || msg.timestamp), values);
+  }
+
+  function costPoint(msg) {
+    const d = msg.data || {};
+    const values = [
+      numOrNull(d.baseline_cost_per_hour),
+      numOrNull(d.optimized_cost_per_hour),
+      numOrNull(d.savings_per_hour),
+    ];
+    seriesAdd(state.costTrend, seqOf(msg.id), secondsOf(d.timestamp || msg.timestamp), values);
+  }
+
+  // Markers of one kind less than MARKER_MERGE seconds apart are one marker (two deployments
+  // that start together, a fault both scheduled and listed by GET /api/sim).
+  const MARKER_MERGE = 2;
+  const MARKER_KINDS = {
+    fault: { glyph: "F", name: "Fault" },
+    alert: { glyph: "A", name: "Alert" },
+    anomaly: { glyph: "!", name: "Anomaly" },
+    deployment: { glyph: "D", name: "Deployment" },
+  };
+
+  function addMarker(kind, x, key, label, until) {
+    if (x === null || !MARKER_KINDS[kind]) return;
+    const list = state.markers;
+    if (list.some((m) => m.keys.has(key))) return;
+    let m = list.find((o) => o.kind === kind && Math.abs(o.t - x) <= MARKER_MERGE);
+    if (m) {
+      m.keys.add(key);
+      if (!m.labels.includes(label)) m.labels.push(label);
+      if (until) m.until = Math.max(m.until || 0, until);
+    } else {
+      m = { t: x, kind: kind, labels: [label], keys: new Set([key]), until: until || null };
+      let i = list.length;
+      while (i > 0 && list[i - 1].t > x) i--;
+      list.splice(i, 0, m);
+      if (list.length > MARKERS_MAX) list.shift();
+    }
+    trendsDirty = true;
+    touch("markers");
+  }
+
+  function faultLabel(what, target) {
+    return String(what) + (target && target !== "global" ? " on " + target : "");
+  }
+
+  // A marker from an event (live, or from the server's history).
+  function eventMarker(msg) {
+    const d = msg.data && typeof msg.data === "object" ? msg.data : {};
+    const x = secondsOf(msg.timestamp);
+    const key = "evt:" + msg.id;
+    switch (msg.event) {
+      case "metrics.anomaly":
+        addMarker(
+          "anomaly", x, key,
+          (d.type || "anomaly") + (d.experiment_id ? " on " + d.experiment_id : "") + (d.severity ? " (" + d.severity + ")" : "")
+        );
+        return;
+      case "alert.triggered":
+        addMarker("alert", x, key, (d.name || d.alert_id) + (d.severity ? " (" + d.severity + ")" : "") + " fired");
+        return;
+      case "deployment.started":
+        addMarker(
+          "deployment", x, key,
+          (d.deployment_id || "deployment") + " " + (d.variant || "") + " started" + (d.experiment_id ? " for " + d.experiment_id : "")
+        );
+        return;
+      default:
+        return;
+    }
+  }
+
+  // Faults: the scenario's (from the timeline, once they have happened) and the delivery
+  // faults GET /api/sim lists while they last (injected ones too).
+  function simFaultMarkers(s) {
+    for (const f of Array.isArray(s && s.faults) ? s.faults : []) {
+      if (!f || !f.started) continue;
+      addMarker("fault", secondsOf(f.started), "sim:" + f.id, faultLabel(f.fault), f.ends ? secondsOf(f.ends) : null);
+    }
+  }
+
+  function resetTrends() {
+    state.fleetTrend = series(3);
+    state.costTrend = series(3);
+    state.markers = [];
+    trendsDirty = true;
+    touch("markers");
+  }
+
+  // The recent past from the server (GET /api/sim/history), so that the charts do not start
+  // empty. One request per channel; a channel the token may not read, or a server without
+  // the route, just leaves that part empty.
+  const PAST = [
+    ["metrics", "metrics.update,metrics.anomaly", TREND_MAX + 40],
+    ["cost-flow", "cost.update", TREND_MAX],
+    ["alerts", "alert.triggered", 100],
+    ["deployments", "deployment.started", 100],
+  ];
+
+  async function loadPast() {
+    const past = {};
+    await Promise.all(
+      PAST.map(async ([channel, names, limit]) => {
+        if (conn.forbidden.has(channel)) return;
+        try {
+          const q = "channel=" + encodeURIComponent(channel) + "&events=" + encodeURIComponent(names) + "&limit=" + limit;
+          const resp = await api("GET", "/api/sim/history?" + q);
+          if (resp && Array.isArray(resp.events)) past[channel] = resp.events;
+        } catch (e) {
+          /* no past for this channel: the chart starts from now */
+        }
+      })
+    );
+    return past;
+  }
+
+  function applyPast(past, sim) {
+    resetTrends();
+    const ok = (e) => e && typeof e === "object" && parseTime(e.timestamp) !== null;
+    const now = sim ? parseTime(sim.simulated_time) : null;
+    // The server's history spans restarts: ids go on, simulated time starts over. Keep this
+    // run's part: walk back from the latest while the time does not go up (nor lies ahead
+    // of the simulation, which a run that has sent nothing yet would leave).
+    let boundary = 0;
+    const runs = {};
+    for (const channel of ["metrics", "cost-flow"]) {
+      const events = (past[channel] || []).filter(ok);
+      let i = events.length;
+      let later = Infinity;
+      while (i > 0) {
+        const t = parseTime(events[i - 1].timestamp);
+        if (t > later || (now !== null && t > now + 60000)) break;
+        later = t;
+        i--;
+      }
+      if (i > 0) boundary = Math.max(boundary, seqOf(events[i - 1].id));
+      runs[channel] = events.slice(i);
+    }
+    const mine = (e) => ok(e) && seqOf(e.id) > boundary && (now === null || parseTime(e.timestamp) <= now + 60000);
+    for (const msg of runs.metrics.filter(mine)) {
+      const d = msg.data || {};
+      if (msg.event === "metrics.update") {
+        fleetPoint(msg);
+        // The stats and the experiment chart get their past too.
+        if (d.global && typeof d.global === "object" && newest(msg, "global")) state.global = d.global;
+        const exps = d.experiments && typeof d.experiments === "object" ? d.experiments : {};
+        for (const id of Object.keys(exps)) addPoint(id, d.timestamp || msg.timestamp, exps[id]);
+      } else if (msg.event === "metrics.anomaly" && inFilter(d)) {
+        pushRecent(state.anomalies, Object.assign({ at: msg.timestamp, id: msg.id }, d));
+        eventMarker(msg);
+      }
+    }
+    for (const msg of runs["cost-flow"].filter(mine)) {
+      costPoint(msg);
+      if (msg.data && typeof msg.data === "object" && newest(msg, "cost")) state.cost = msg.data;
+    }
+    touch("fleet", "cost", "alerts");
+    for (const channel of ["alerts", "deployments"]) {
+      for (const msg of (past[channel] || []).filter(mine)) if (inFilter(msg.data)) eventMarker(msg);
+    }
+    simFaultMarkers(sim);
+    timelineMarkers();
+  }
+
+  // --- the charts -------------------------------------------------------------------------
+
+  let trendsDirty = false;
+  const trendCharts = {}; // id -> uPlot
+
+  function cssColor(name, fallback) {
+    const v = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+    return v || fallback;
+  }
+
+  const MARKER_COLORS = {};
+  function markerColor(kind) {
+    if (!MARKER_COLORS[kind]) MARKER_COLORS[kind] = cssColor("--mk-" + kind, "#57606a");
+    return MARKER_COLORS[kind];
+  }
+
+  // The x range: from the first point to the latest point or marker, at least a minute.
+  function trendRange(s) {
+    return (u, min, max) => {
+      let hi = max;
+      const last = state.markers.length ? state.markers[state.markers.length - 1].t : null;
+      if (last !== null && (hi === null || last > hi) && (s.t.length === 0 || last >= s.t[0])) hi = last;
+      let lo = min === null ? hi : min;
+      if (hi === null) {
+        hi = state.simTime !== null ? state.simTime / 1000 : Date.now() / 1000;
+        lo = hi;
+      }
+      return hi - lo < 60 ? [hi - 60, hi] : [lo, hi];
+    };
+  }
+
+  // Fault bands behind the series; dashed lines and lettered glyphs on top. Glyphs that
+  // would overlap go down a lane (three at most); past that only the line is drawn.
+  function markerHooks(node) {
+    const inRange = (u) => {
+      const lo = u.scales.x.min;
+      const hi = u.scales.x.max;
+      return state.markers.filter((m) => m.t >= lo && m.t <= hi);
+    };
+    const bands = (u) => {
+      const { left, top, width, height } = u.bbox;
+      const lo = u.scales.x.min;
+      const hi = u.scales.x.max;
+      const ctx = u.ctx;
+      ctx.save();
+      for (const m of state.markers) {
+        if (!m.until || m.until < lo || m.t > hi) continue;
+        const x0 = u.valToPos(Math.max(m.t, lo), "x", true);
+        const x1 = u.valToPos(Math.min(m.until, hi), "x", true);
+        ctx.globalAlpha = 0.08;
+        ctx.fillStyle = markerColor(m.kind);
+        ctx.fillRect(Math.max(left, x0), top, Math.max(1, Math.min(left + width, x1) - Math.max(left, x0)), height);
+      }
+      ctx.restore();
+    };
+    const lines = (u) => {
+      const { left, top, width, height } = u.bbox;
+      const r = window.uPlot.pxRatio || 1;
+      const size = Math.round(15 * r);
+      const gap = Math.round(2 * r);
+      const lanes = [-Infinity, -Infinity, -Infinity];
+      const ctx = u.ctx;
+      const shown = inRange(u);
+      ctx.save();
+      ctx.font = "700 " + Math.round(10 * r) + "px system-ui, sans-serif";
+      ctx.textAlign = "center";
+      ctx.textBaseline = "middle";
+      for (const m of shown) {
+        const color = markerColor(m.kind);
+        const x = Math.round(u.valToPos(m.t, "x", true)) + 0.5;
+        ctx.globalAlpha = 0.85;
+        ctx.strokeStyle = color;
+        ctx.lineWidth = Math.max(1, Math.round(1.25 * r));
+        ctx.setLineDash([4 * r, 3 * r]);
+        ctx.beginPath();
+        ctx.moveTo(x, top);
+        ctx.lineTo(x, top + height);
+        ctx.stroke();
+        const gx = Math.min(left + width - size / 2, Math.max(left + size / 2, x));
+        const lane = lanes.findIndex((right) => right + gap <= gx - size / 2);
+        if (lane < 0) continue;
+        lanes[lane] = gx + size / 2;
+        const gy = top + gap + lane * (size + gap);
+        ctx.globalAlpha = 1;
+        ctx.setLineDash([]);
+        ctx.fillStyle = color;
+        ctx.fillRect(gx - size / 2, gy, size, size);
+        ctx.fillStyle = "#ffffff";
+        ctx.fillText(MARKER_KINDS[m.kind].glyph, gx, gy + size / 2 + 0.5 * r);
+      }
+      ctx.restore();
+      node.dataset.markers = String(shown.length);
+    };
+    return { drawClear: [bands], draw: [lines] };
+  }
+
+  const TREND_HEIGHT = 200;
+
+  function trendWidth(node) {
+    return Math.max(200, node.clientWidth || 300);
+  }
+
+  function makeTrend(node, s, series, axes, scales) {
+    if (!window.uPlot) return null;
+    return new window.uPlot(
+      {
+        width: trendWidth(node),
+        height: TREND_HEIGHT,
+        tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+        scales: Object.assign({ x: { time: true, range: trendRange(s) } }, scales),
+        series: [{}].concat(series),
+        axes: [{ space: 70, values: (u, splits) => splits.map((ts) => clock(ts * 1000)) }].concat(axes),
+        legend: { live: false },
+        cursor: { drag: { x: false, y: false } },
+        hooks: markerHooks(node),
+      },
+      [[]].concat(series.map(() => [])),
+      node
+    );
+  }
+
+  // Headroom above the data for the marker glyphs.
+  const headroom = (u, min, max) => [0, Math.max(1, (max || 0) * 1.3)];
+
+  function makeFleetChart() {
+    const node = $("fleet-chart");
+    const value = (unit) => (u, v) => (v === null || v === undefined ? "—" : num(v) + unit);
+    return makeTrend(
+      node,
+      state.fleetTrend,
+      [
+        { label: "Total mps", stroke: cssColor("--fleet-mps", "#1f6feb"), width: 2, scale: "n", value: value(" mps") },
+        { label: "Series", stroke: cssColor("--fleet-series", "#8250df"), width: 2, scale: "n", value: value("") },
+        {
+          label: "Active agents", stroke: cssColor("--fleet-agents", "#57606a"), width: 1.5, dash: [6, 3],
+          scale: "agents", value: value(""),
+        },
+      ],
+      [
+        { scale: "n", values: (u, splits) => splits.map(short), size: 50 },
+        { scale: "agents", side: 1, values: (u, splits) => splits.map(short), size: 44, grid: { show: false } },
+      ],
+      // Agents on a scale of their own, drawn lower than the mps line (which is about as
+      // high on its scale) so that the two never lie on top of each other.
+      { n: { range: headroom }, agents: { range: (u, min, max) => [0, Math.max(1, (max || 0) * 2)] } }
+    );
+  }
+
+  function makeCostChart() {
+    const node = $("cost-chart");
+    const value = (u, v) => (v === null || v === undefined ? "—" : money(v) + "/h");
+    const dollars = (u, splits) => splits.map((v) => "$" + short(v));
+    return makeTrend(
+      node,
+      state.costTrend,
+      [
+        { label: "Baseline", stroke: cssColor("--baseline", "#6e7781"), width: 2, scale: "usd", value: value },
+        { label: "Optimized", stroke: cssColor("--candidate", "#1f6feb"), width: 2, scale: "usd", value: value },
+        {
+          label: "Savings", stroke: cssColor("--ok", "#1a7f37"), width: 2, fill: "rgba(26,127,55,0.10)",
+          scale: "usd", value: value,
+        },
+      ],
+      [{ scale: "usd", values: dollars, size: 56 }],
+      { usd: { range: headroom } }
+    );
+  }
+
+  function span(seconds) {
+    const sec = Math.max(0, Math.round(seconds));
+    const h = Math.floor(sec / 3600);
+    const m = Math.floor((sec % 3600) / 60);
+    const s = sec % 60;
+    if (h) return h + "h" + (m ? " " + m + "m" : "");
+    if (m) return m + "m" + (s ? " " + s + "s" : "");
+    return s + "s";
+  }
+
+  function renderTrend(id, make, s, describe) {
+    const node = $(id);
+    if (!trendCharts[id]) trendCharts[id] = make();
+    const chart = trendCharts[id];
+    if (!chart) {
+      node.textContent = "The chart library did not load (run `make setup`, which installs uPlot).";
+      return;
+    }
+    chart.setData([s.t.slice()].concat(s.cols.map((c) => c.slice())));
+    const n = s.t.length;
+    node.dataset.points = String(n);
+    // For tests and tools: how much the chart holds, in RFC 3339 like the events.
+    node.dataset.first = n ? rfc3339(s.t[0] * 1000) : "";
+    node.dataset.last = n ? rfc3339(s.t[n - 1] * 1000) : "";
+    const kinds = {};
+    for (const m of state.markers) if (n && m.t >= s.t[0]) kinds[m.kind] = (kinds[m.kind] || 0) + 1;
+    const marks = Object.keys(kinds).map((k) => kinds[k] + " " + MARKER_KINDS[k].name.toLowerCase() + (kinds[k] > 1 ? "s" : ""));
+    node.setAttribute(
+      "aria-label",
+      n
+        ? describe(n - 1) + ", " + clock(s.t[0] * 1000) + " to " + clock(s.t[n - 1] * 1000) +
+            (marks.length ? "; marked: " + marks.join(", ") : "")
+        : "No data yet"
+    );
+  }
+
+  function renderTrends() {
+    trendsDirty = false;
+    const f = state.fleetTrend;
+    const c = state.costTrend;
+    renderTrend("fleet-chart", makeFleetChart, f, (i) =>
+      "Fleet over simulated time: now " + num(f.cols[0][i]) + " mps, " + num(f.cols[1][i]) + " series, " +
+        num(f.cols[2][i]) + " active agents"
+    );
+    renderTrend("cost-chart", makeCostChart, c, (i) =>
+      "Cost per hour over simulated time: now baseline " + money(c.cols[0][i]) + ", optimized " + money(c.cols[1][i]) +
+        ", savings " + money(c.cols[2][i])
+    );
+  }
+
+  function renderMarkers() {
+    const latest = state.markers.slice(-MARKERS_SHOWN).reverse();
+    const items = latest.map((m) => {
+      const li = el("li");
+      li.dataset.kind = m.kind;
+      const glyph = el("span", "mk mk-" + m.kind, MARKER_KINDS[m.kind].glyph);
+      glyph.setAttribute("aria-hidden", "true");
+      const shown = m.labels.slice(0, 3).join("; ") + (m.labels.length > 3 ? "; and " + (m.labels.length - 3) + " more" : "");
+      const kind = el("span", "sr-only", MARKER_KINDS[m.kind].name + ": ");
+      li.append(glyph, el("span", "muted", clock(m.t * 1000) + " "), kind, el("span", null, shown));
+      return li;
+    });
+    fillList($("chart-markers"), items, "Nothing yet.");
+  }
+
+  for (const id of ["fleet-chart", "cost-chart"]) {
+    if (!window.ResizeObserver) break;
+    const node = $(id);
+    new ResizeObserver(() => {
+      if (trendCharts[id]) trendCharts[id].setSize({ width: trendWidth(node), height: TREND_HEIGHT });
+    }).observe(node);
+  }
+
+  // --- the scenario's timeline -----------------------------------------------------------
+
+  const timeline = {
+    scenario: null,
+    items: [], // GET /api/sim/timeline's, each with `t` (ms)
+    loaded: 0, // Date.now() of the last answer
+    failed: false, // the last request failed
+    loading: false,
+    nextT: null, // the next item's time when last drawn
+    refreshedFor: null, // the passed item a refresh was asked for (once each)
+    listKey: "",
+    nextKey: null,
+    whenNodes: [],
+  };
+  let jumping = false; // a jump is under way: its buttons wait
+
+  async function fetchTimeline() {
+    try {
+      return await api("GET", "/api/sim/timeline");
+    } catch (e) {
+      return null;
+    }
+  }
+
+  async function loadTimeline() {
+    if (timeline.loading) return;
+    timeline.loading = true;
+    try {
+      applyTimeline(await fetchTimeline());
+    } finally {
+      timeline.loading = false;
+    }
+  }
+
+  function applyTimeline(tl) {
+    timeline.loaded = Date.now();
+    timeline.failed = !tl || !Array.isArray(tl.items); // asked again at the next poll
+    if (timeline.failed) return;
+    timeline.scenario = typeof tl.scenario === "string" ? tl.scenario : null;
+    timeline.items = tl.items
+      .filter((i) => i && typeof i === "object" && parseTime(i.at) !== null)
+      .map((i) => Object.assign({}, i, { t: parseTime(i.at) }));
+    timeline.listKey = "";
+    timelineMarkers();
+    touch("timeline");
+  }
+
+  function itemDone(item) {
+    return item.done === true || (state.simTime !== null && item.t <= state.simTime);
+  }
+
+  function nextItem() {
+    return timeline.items.find((i) => !itemDone(i)) || null;
+  }
+
+  function timelineMarkers() {
+    for (const i of timeline.items) {
+      if (i.kind !== "fault" || !itemDone(i)) continue;
+      const x = i.t / 1000;
+      const key = "tl:" + i.at + ":" + i.what + ":" + (i.target || "");
+      addMarker("fault", x, key, faultLabel(i.what, i.target), i.duration_seconds ? x + i.duration_seconds : null);
+    }
+  }
+
+  function itemLabel(i, done) {
+    if (i.kind === "fault") {
+      return "Fault " + faultLabel(i.what, i.target) + (i.duration_seconds ? " for " + span(i.duration_seconds) : "");
+    }
+    const verbs = {
+      "experiment.created": "created",
+      "experiment.started": done ? "started" : "starts",
+    };
+    const who = i.id || "An experiment";
+    return who + " " + (verbs[i.what] || String(i.what)) + (i.name && i.name !== i.id ? ": " + i.name : "");
+  }
+
+  function timelineEmpty(text) {
+    if (!timeline.loaded) return "Loading…";
+    return timeline.failed && !timeline.items.length ? "The timeline did not load: asking again." : text;
+  }
+
+  function untilText(item) {
+    return state.simTime === null ? "" : "in " + span((item.t - state.simTime) / 1000);
+  }
+
+  function renderTimeline() {
+    timelineMarkers();
+    const items = timeline.items;
+    const next = nextItem();
+    const s = state.sim || {};
+    // The simulation passed the item that was next: ask the server what is next now
+    // (it may also have started the scenario over).
+    const passed = timeline.nextT !== null && state.simTime !== null && state.simTime >= timeline.nextT;
+    if (passed && timeline.refreshedFor !== timeline.nextT) {
+      timeline.refreshedFor = timeline.nextT;
+      loadTimeline();
+    }
+    timeline.nextT = next ? next.t : null;
+    $("tl-scenario").textContent = timeline.scenario ? "(" + timeline.scenario + ")" : "";
+
+    // The list: rebuilt when what is done changes; the "in …" texts in place.
+    const key = timeline.loaded + ":" + timeline.failed + ":" + items.map((i) => (itemDone(i) ? 1 : 0)).join("");
+    const list = $("timeline");
+    if (key !== timeline.listKey) {
+      timeline.listKey = key;
+      timeline.whenNodes = [];
+      let nextLi = null;
+      const lis = items.map((i) => {
+        const done = itemDone(i);
+        const li = el("li", done ? "done" : i === next ? "next" : "later");
+        li.dataset.at = i.at;
+        const when = el("time", "tl-time", clock(i.t));
+        when.setAttribute("datetime", i.at);
+        const status = el("span", "sr-only", done ? "done: " : i === next ? "next: " : "");
+        const kindName = i.kind === "fault" ? "fault" : "experiment";
+        const kind = el("span", "tl-kind kind-" + kindName, kindName);
+        li.append(when, " ", status, kind, " ", el("span", "tl-what", itemLabel(i, done)));
+        if (!done) {
+          const rel = el("span", "tl-when muted", untilText(i));
+          timeline.whenNodes.push([rel, i]);
+          li.append(" ", rel);
+        }
+        if (i === next) {
+          li.setAttribute("aria-current", "step");
+          nextLi = li;
+        }
+        return li;
+      });
+      fillList(list, lis, timelineEmpty("Nothing is scheduled in this run."));
+      // Keep the next item in view inside the list (never scrolls the page).
+      if (nextLi) list.scrollTop = Math.max(0, nextLi.offsetTop - list.offsetTop - 2 * nextLi.offsetHeight);
+    } else {
+      for (const [node, i] of timeline.whenNodes) node.textContent = untilText(i);
+    }
+
+    // The next item, for a presenter: what, when, and how long that is on the wall clock.
+    const nextKey = next ? next.at + "|" + itemLabel(next, false) : timelineEmpty("");
+    if (nextKey !== timeline.nextKey) {
+      timeline.nextKey = nextKey;
+      $("tl-next").textContent = next
+        ? clock(next.t) + " · " + itemLabel(next, false)
+        : timelineEmpty("Nothing more is scheduled in this run.");
+    }
+    $("tl-next-box").dataset.at = next ? next.at : "";
+    let eta = "";
+    if (next && state.simTime !== null) {
+      const ahead = Math.max(0, (next.t - state.simTime) / 1000);
+      eta = "In " + span(ahead) + " of simulated time";
+      if (s.finished) eta += " · the run has finished";
+      else if (s.paused) eta += " · paused now";
+      else if (typeof s.speed === "number" && s.speed > 0) {
+        const wall = ahead / s.speed;
+        eta += " · " + (wall < 1 ? "under a second" : "about " + span(wall)) + " of wall time at ×" + s.speed;
+      }
+    }
+    if (s.pause_at) eta += (eta ? " · " : "") + "pausing at " + clock(parseTime(s.pause_at));
+    $("tl-eta").textContent = eta;
+
+    const admin = isAdmin();
+    $("jump-controls").disabled = !admin;
+    $("jump-note").textContent = admin ? "" : "(admin token needed)";
+    $("btn-pause-next").disabled = !next || jumping;
+    $("btn-step-next").disabled = !next || jumping;
+  }
+
+  function jumpStatus(text, isError) {
+    const s = $("jump-status");
+    s.textContent = text;
+    s.classList.toggle("error", !!isError);
+  }
+
+  function rfc3339(ms) {
+    return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+  }
+
+  // Stop one simulated second before the next item: the server pauses exactly there.
+  $("btn-pause-next").addEventListener("click", async () => {
+    const next = nextItem();
+    if (!next) return;
+    const at = next.t - 1000;
+    const what = itemLabel(next, false);
+    await control(
+      { action: "pause", at: rfc3339(at) },
+      (s) =>
+        s.paused && !s.pause_at
+          ? "Paused at " + clock(parseTime(s.simulated_time)) + ", before " + what + "."
+          : s.paused
+            ? "Paused now; after Resume it stops at " + clock(at) + ", 1 s before " + what + "."
+            : "Will pause at " + clock(at) + ", 1 s before " + what + ".",
+      undefined,
+      jumpStatus
+    );
+  });
+
+  // Step (in slices of at most MAX_STEP) from the server's time to the next item's.
+  $("btn-step-next").addEventListener("click", async () => {
+    const next = nextItem();
+    if (!next || !isAdmin()) return;
+    jumping = true;
+    touch("timeline");
+    try {
+      let now = parseTime((await api("GET", "/api/sim")).simulated_time);
+      for (let n = 0; now !== null && now < next.t && n < 48; n++) {
+        const seconds = Math.min(MAX_STEP, (next.t - now) / 1000);
+        const resp = await control({ action: "step", seconds: seconds }, () => "Stepping…", undefined, jumpStatus);
+        if (!resp) return;
+        now = parseTime(resp.simulated_time);
+      }
+      jumpStatus(
+        now !== null && now >= next.t
+          ? "Stepped to " + clock(now) + ": " + itemLabel(next, true) + "."
+          : "Stepped to " + clock(now) + "; the next item is further than 48 steps of an hour.",
+        false
+      );
+    } catch (e) {
+      jumpStatus("Refused" + (e.status ? " (" + e.status + ")" : "") + ": " + e.message, true);
+    } finally {
+      jumping = false;
+      touch("timeline");
+    }
+  });
+
   // --- the event log -----------------------------------------------------------------------
 
   let pendingLog = [];
@@ -942,6 +1652,7 @@
     }
     const admin = isAdmin();
     $("admin-controls").disabled = !admin;
+    touch("timeline"); // the jump controls too
     $("admin-note").textContent = admin
       ? ""
       : auth.pasted && pastedUsable()
@@ -1291,12 +2002,14 @@
         await request({ type: "unsubscribe", channels: Array.from(conn.subscribed) });
         conn.subscribed.clear();
       }
-      const [experiments, agents, deployments, alerts, sim] = await Promise.all([
+      const [experiments, agents, deployments, alerts, sim, past, plan] = await Promise.all([
         snapshot("experiments"),
         snapshot("agents"),
         snapshot("deployments"),
         snapshot("alerts"),
         api("GET", "/api/sim"),
+        loadPast(),
+        fetchTimeline(),
       ]);
       if (gen !== conn.syncGen || conn.ws !== ws) return;
       updateSwitches();
@@ -1313,6 +2026,8 @@
       }
       applySnapshot(loaded);
       applySim(sim, true);
+      applyTimeline(plan);
+      applyPast(past, sim);
       const channels = wantedChannels();
       if (channels.length) {
         const msg = { type: "subscribe", channels: channels, filters: filters() };
@@ -1438,6 +2153,7 @@
     if (!s || typeof s !== "object") return;
     const prev = state.sim;
     state.sim = s;
+    simFaultMarkers(s);
     touch("sim");
     if (force) {
       noteTime(s.simulated_time, true);
@@ -1463,7 +2179,11 @@
       applySim(await api("GET", "/api/sim"));
     } catch (e) {
       /* the socket's close tells the story */
+      return;
     }
+    // Nothing left to come (a scenario may start over), or another scenario: ask again.
+    const other = state.sim && timeline.scenario !== null && state.sim.scenario !== timeline.scenario;
+    if (other || timeline.failed || (!nextItem() && Date.now() - timeline.loaded > 15000)) loadTimeline();
   }
   setInterval(poll, POLL_MS);
   // Keepalive; no pong within the request timeout means a dead connection: drop it.
@@ -1483,18 +2203,19 @@
     s.classList.toggle("error", !!isError);
   }
 
-  async function control(payload, done, path) {
+  async function control(payload, done, path, status) {
+    const say = status || controlStatus;
     if (!isAdmin()) {
-      controlStatus("Paste an admin token first.", true);
+      say("Paste an admin token first.", true);
       return;
     }
     try {
       const resp = await api("POST", path || "/api/sim", payload);
       if (!path) applySim(resp, true);
-      controlStatus(done(resp), false);
+      say(done(resp), false);
       return resp;
     } catch (e) {
-      controlStatus("Refused" + (e.status ? " (" + e.status + ")" : "") + ": " + e.message, true);
+      say("Refused" + (e.status ? " (" + e.status + ")" : "") + ": " + e.message, true);
       return null;
     }
   }
@@ -1551,6 +2272,7 @@
 
   // --- start ---------------------------------------------------------------------------------
 
+  resetTrends();
   renderTokenStatus();
   touch("all");
   connect();
