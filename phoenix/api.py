@@ -175,7 +175,13 @@ async def sim_state(request: web.Request) -> web.Response:
 async def _state(request: web.Request, state: dict[str, Any] | None = None) -> dict[str, Any]:
     if state is None:
         state = await _call(request.app[CONTROL].state())
-    return {**state, "faults": request.app[FAULTS].active()}
+    return {**state, "faults": all_faults(request.app, state)}
+
+
+def all_faults(app: web.Application, state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The simulation's faults in force (from its state) and the delivery faults this
+    server carries out, in one list."""
+    return [*state.get("faults", []), *app[FAULTS].active()]
 
 
 @admin
@@ -236,7 +242,8 @@ async def scenarios(request: web.Request) -> web.Response:
 
 @viewer
 async def list_faults(request: web.Request) -> web.Response:
-    return web.json_response({"faults": request.app[FAULTS].active()})
+    state = await _call(request.app[CONTROL].state())
+    return web.json_response({"faults": all_faults(request.app, state)})
 
 
 def setup_routes(app: web.Application) -> None:

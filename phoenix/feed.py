@@ -208,7 +208,26 @@ class Feed:
             "pause_at": rfc3339(self.pause_at) if self.pause_at is not None else None,
             "lag_seconds": round(self.lag, 3),
             "error": self.error,
+            # The simulation's own faults in force (spike, error_surge, ...); the server
+            # adds the delivery faults it carries out (GET /api/sim's `faults`).
+            "faults": self._sim_faults(),
         }
+
+    def _sim_faults(self) -> list[dict[str, Any]]:
+        active = getattr(self.source, "active_faults", None)
+        if active is None:
+            return []
+        return [
+            {
+                "id": f["id"],
+                "fault": f["type"],
+                "target": f["target"],
+                "params": f["params"],
+                "started": f["started_at"],
+                "ends": f["ends_at"],
+            }
+            for f in active()
+        ]
 
     # --- publishing ------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from phoenix.app import create_app
 from phoenix.auth import issue
 from phoenix.config import parse_config
 from phoenix.feed import Feed
-from phoenix.keys import CONTROL, FAULTS, FEED, HUB
+from phoenix.keys import CONTROL, FEED, HUB
 from phoenix.sources import scenario_source
 from simulator.events import CHANNELS
 
@@ -137,7 +137,10 @@ class Simulator:
         """As GET /api/sim: scenario, seed, speed, simulated time, paused, faults."""
 
         async def go() -> dict[str, Any]:
-            return {**self._app[FEED].state(), "faults": self._app[FAULTS].active()}
+            from phoenix.api import all_faults
+
+            state = self._app[FEED].state()
+            return {**state, "faults": all_faults(self._app, state)}
 
         return self._call(go())
 

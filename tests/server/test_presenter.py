@@ -115,3 +115,26 @@ async def test_pause_at_a_simulated_time_stops_exactly_there(api) -> None:
         resp = await api.post("/api/sim", json={"action": "pause", "at": bad}, headers=ADMIN)
         assert resp.status == 400, bad
         assert json.loads(await resp.text())["details"]["field"] == "at"
+
+
+async def test_simulation_faults_in_force_are_listed_with_delivery_faults(api) -> None:
+    """GET /api/sim and /api/sim/faults list every fault in force: the simulation's own
+    (spike, error_surge, ...) as well as the delivery faults the server carries out."""
+    for fault in (
+        {"type": "spike", "duration": 60, "params": {"factor": 2}},
+        {"type": "latency", "duration": 60},
+    ):
+        resp = await api.post("/api/sim/faults", json=fault, headers=ADMIN)
+        assert resp.status == 202, await resp.text()
+    await api.post("/api/sim", json={"action": "step", "seconds": 2}, headers=ADMIN)
+    state = await (await api.get("/api/sim", headers=VIEWER)).json()
+    kinds = {f["fault"]: f for f in state["faults"]}
+    # The demo's own agents_leave is in force too at this time.
+    assert set(kinds) == {"spike", "latency", "agents_leave"}, state["faults"]
+    assert kinds["spike"]["target"] == "global" and kinds["spike"]["ends"]
+    listed = await (await api.get("/api/sim/faults", headers=VIEWER)).json()
+    assert {f["fault"] for f in listed["faults"]} == set(kinds)
+    await api.post("/api/sim", json={"action": "step", "seconds": 120}, headers=ADMIN)
+    state = await (await api.get("/api/sim", headers=VIEWER)).json()
+    left = {f["fault"] for f in state["faults"]}
+    assert not left & {"spike", "latency"}, left  # ours have ended (the demo's go on)
