@@ -576,10 +576,10 @@ class Engine:
         else:
             lo, hi = (int(round(max(0.0, v))) for v in f.expected_range)
             actual = int(round(f.actual_value))
-        data: dict[str, Any] = {}
+        # experiment_id is always there, null for a fleet-wide series, as on alerts.
+        data: dict[str, Any] = {"experiment_id": eid}
         tags = {"severity": f.severity}
         if eid is not None:
-            data["experiment_id"] = eid
             tags = {"experiment_id": eid, **tags}
         data.update(
             type=f.type,
