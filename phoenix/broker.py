@@ -22,6 +22,8 @@ Keys, all under the configured namespace `ns`:
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,8 @@ from redis.exceptions import RedisError
 
 from phoenix.config import BrokerConfig, ConfigError
 from simulator.events import CHANNELS
+
+log = logging.getLogger("phoenix.broker")
 
 
 class Keys:
@@ -112,29 +116,49 @@ def split_id(value: bytes | str) -> tuple[int, int]:
     return int(pos), int(sub or 0)
 
 
+MAX_CONNECTIONS = 64  # per client: a thousand clients connecting at once share them
+
+
 def client(cfg: BrokerConfig) -> aioredis.Redis:
     """A client whose every call gives up after `connect_timeout`: a broker that stops
     answering is a state the caller reports, never a hang."""
-    assert cfg.url is not None
-    return aioredis.Redis.from_url(
-        cfg.url,
-        socket_connect_timeout=cfg.connect_timeout,
-        socket_timeout=cfg.connect_timeout,
-        health_check_interval=0,
-        retry_on_timeout=False,
-    )
+    return _client(cfg, cfg.connect_timeout)
 
 
 def blocking_client(cfg: BrokerConfig, block: float) -> aioredis.Redis:
     """For XREAD BLOCK and BLPOP: a call may wait `block` seconds for data."""
+    return _client(cfg, block + cfg.connect_timeout)
+
+
+def _client(cfg: BrokerConfig, timeout: float) -> aioredis.Redis:
     assert cfg.url is not None
-    return aioredis.Redis.from_url(
+    # Bounded: callers beyond MAX_CONNECTIONS wait for a free connection (at most
+    # `timeout`) instead of opening one each.
+    pool = aioredis.BlockingConnectionPool.from_url(
         cfg.url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=timeout,
         socket_connect_timeout=cfg.connect_timeout,
-        socket_timeout=block + cfg.connect_timeout,
+        socket_timeout=timeout,
         health_check_interval=0,
         retry_on_timeout=False,
     )
+    return aioredis.Redis.from_pool(pool)  # closing the client closes its pool
+
+
+async def cancel(tasks: list[asyncio.Task[Any]], within: float = 5.0) -> None:
+    """Cancel the tasks and wait until they are done, cancelling again as needed: on
+    Python 3.11 a cancel that lands as a redis-py call completes can be lost inside its
+    asyncio.wait_for (fixed in 3.12), and a stop must not hang on it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    pending = {t for t in tasks if not t.done()}
+    while pending and loop.time() < deadline:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
+    if pending:
+        log.error("%d tasks did not stop within %g s", len(pending), within)
 
 
 async def check_reachable(cfg: BrokerConfig) -> None:

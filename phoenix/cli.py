@@ -369,15 +369,11 @@ def _engine(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         await check_reachable(config.broker)
-        task = asyncio.current_task()
-        assert task is not None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            await node.run()
-        except asyncio.CancelledError:
-            logging.getLogger("phoenix").info("engine stopped")
+            loop.add_signal_handler(sig, node.stop)
+        await node.run()
+        logging.getLogger("phoenix").info("engine stopped")
 
     _freeze_heap()
     asyncio.run(run())

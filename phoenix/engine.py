@@ -120,15 +120,18 @@ class EngineNode:
         self.publisher: Publisher | None = None
         self.feed: Feed | None = None
         self._checkpoints: deque[tuple[float, int]] = deque()  # (wall, last) for max_age
+        self.stopped = asyncio.Event()
 
     # --- start: the lock, the epoch ---------------------------------------------
 
-    async def claim(self) -> None:
+    async def claim(self) -> bool:
         """Own the namespace (another engine in it is waited for: one at a time), then
         begin an epoch after the namespace's last position."""
         ttl = int(STATE_TTL * 1000)
         waited = False
         while not await self.r.set(self.keys.lock, self.id, nx=True, px=ttl):
+            if self.stopped.is_set():
+                return False  # stopped while waiting: nothing of ours to give up
             if not waited:
                 log.warning(
                     "another engine holds namespace %r; waiting for it to go away",
@@ -166,6 +169,7 @@ class EngineNode:
             self.epoch,
             base,
         )
+        return True
 
     def _on_control(self, event: Event) -> None:
         assert self.publisher is not None
@@ -179,7 +183,10 @@ class EngineNode:
     # --- the tasks ---------------------------------------------------------------
 
     async def run(self) -> None:
-        await self.claim()
+        if not await self.claim():
+            await self.r.aclose()
+            await self.rb.aclose()
+            return
         assert self.feed is not None
         control = LocalControl(lambda: self.feed, self.config.simulation)  # type: ignore[arg-type,return-value]
         tasks = [
@@ -188,15 +195,20 @@ class EngineNode:
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
             asyncio.create_task(self._requests(control), name="requests"),
         ]
+        stop = asyncio.create_task(self.stopped.wait(), name="stop")
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # a task that ended on its own is a bug: say which
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Cancelled tasks, not a cancelled run(): a cancel can be lost inside a
+            # redis-py call on Python 3.11, broker.cancel insists until they are done.
+            await broker.cancel([*tasks, stop])
             await self._leave()
+
+    def stop(self) -> None:
+        """Stop cleanly (SIGTERM): what is left is written, the namespace given up."""
+        self.stopped.set()
 
     async def _leave(self) -> None:
         """On a clean stop: write what is left (briefly), then give the namespace up at

@@ -44,6 +44,7 @@ log = logging.getLogger("phoenix.gateway")
 BLOCK = 1.0  # seconds one XREAD waits for new events
 COUNT = 5000  # entries per XREAD
 POLL = 0.5  # seconds between reads of the engine's state
+SLICE = 0.02  # seconds of delivering before the loop is let to others (as phoenix.feed)
 
 
 class RemoteFeed:
@@ -243,9 +244,7 @@ class Link:
             asyncio.create_task(self._poller(), name="broker-poller"),
         ]
         yield
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await broker.cancel(tasks)  # insists: a cancel can be lost in a redis-py call
         with contextlib.suppress(RedisError, OSError):
             pipe = self.r.pipeline(transaction=False)
             pipe.delete(self.keys.gateway(self.id))  # our slots free at once
@@ -314,7 +313,7 @@ class Link:
                 backoff = min(backoff * 2, 2.0)
                 continue
             if got:
-                self._handle(got)
+                await self._handle(got)
 
     # --- joining: the epoch and the history ----------------------------------------
 
@@ -366,7 +365,7 @@ class Link:
 
     # --- live ----------------------------------------------------------------------
 
-    def _handle(self, got: list[Any]) -> None:
+    async def _handle(self, got: list[Any]) -> None:
         items: list[tuple[tuple[int, int], str, bytes, dict[bytes, bytes]]] = []
         for key, entries in got:
             key = key.decode()
@@ -377,7 +376,14 @@ class Link:
         faults = self.app[FAULTS]
         hub = self.app[HUB]
         newest_wall = 0.0
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         for _, key, sid, fields in items:
+            if loop.time() - started > SLICE:
+                # A backlog (a gateway behind, many clients) is delivered in slices:
+                # /health, the API and the clients' own frames are answered meanwhile.
+                await asyncio.sleep(0)
+                started = loop.time()
             if key == self.keys.ctl:
                 self._control(fields)
                 continue
