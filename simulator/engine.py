@@ -618,6 +618,7 @@ class Engine:
             "name": a.name,
             "severity": a.severity,
             "experiment_id": a.experiment_id,  # null for a fleet-wide alert
+            "reason": a.reason,  # condition_cleared | experiment_ended
         }
         return Event(t, "alerts", "alert.resolved", data, self._alert_tags(a))
 

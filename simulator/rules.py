@@ -120,6 +120,9 @@ class Alert:
     current_value: float
     triggered_at: float
     resolved_at: float | None = None
+    # Why it resolved: "condition_cleared", or "experiment_ended" (its experiment stopped
+    # running while the condition still held, so nothing can clear it any more).
+    reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -134,6 +137,7 @@ class Alert:
             status="active" if self.resolved_at is None else "resolved",
             triggered_at=rfc3339(self.triggered_at),
             resolved_at=None if self.resolved_at is None else rfc3339(self.resolved_at),
+            resolution=self.reason,
         )
         return out
 
@@ -196,17 +200,18 @@ class RuleBook:
                 else:
                     self._pending.pop(key, None)
                     if key in self.active:
-                        resolved.append(self._resolve(key, t))
+                        resolved.append(self._resolve(key, t, "condition_cleared"))
             # Subjects that vanished (experiment no longer running) resolve too.
             for key in [k for k in self._pending if k[0] == index and k[1] not in subjects]:
                 del self._pending[key]
                 if key in self.active:
-                    resolved.append(self._resolve(key, t))
+                    resolved.append(self._resolve(key, t, "experiment_ended"))
         return triggered, resolved
 
-    def _resolve(self, key: tuple[int, str | None], t: float) -> Alert:
+    def _resolve(self, key: tuple[int, str | None], t: float, reason: str) -> Alert:
         alert = self.active.pop(key)
         alert.resolved_at = t
+        alert.reason = reason
         self.resolved.append(alert)
         del self.resolved[: -self.HISTORY]
         return alert

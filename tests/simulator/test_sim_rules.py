@@ -122,3 +122,16 @@ def test_a_compound_rule_fires_on_either_branch_and_resolves_when_neither_holds(
         parse_scenario(
             "name: t\nalerts:\n  - {name: X, condition: 'error_rate > 1 and total_mps < 2'}\n"
         )
+
+
+def test_a_resolved_alert_says_why():
+    """Issue 11, item 5: cleared, or its experiment ended with the condition still true."""
+    book = RuleBook((_rule("error_rate > 0.01", 0, "experiments"),))
+    book.evaluate(0, {}, {"e1": {"error_rate": 0.02}, "e2": {"error_rate": 0.02}})
+    _, resolved = book.evaluate(10, {}, {"e1": {"error_rate": 0.001}})
+    reasons = {a.experiment_id: a.reason for a in resolved}
+    assert reasons == {"e1": "condition_cleared", "e2": "experiment_ended"}
+    assert {a.to_dict()["resolution"] for a in resolved} == {
+        "condition_cleared",
+        "experiment_ended",
+    }
