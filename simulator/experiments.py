@@ -117,6 +117,8 @@ class ExperimentRun:
     above_since: float | None = None
     reduction_sum: float = 0.0
     error_sum: float = 0.0
+    loss_sum: float = 0.0  # share of the candidate's points lost to faults, summed
+    losing_since: float | None = None
     ticks: int = 0
     cost_saved: float = 0.0
     winner: str | None = None
@@ -414,6 +416,12 @@ class ExperimentRun:
         level = self.error_base if effects.error_rate is None else effects.error_rate
         error_rate = level * (1 + ERROR_NOISE * float(shocks[2]))
         reduction = 1 - cand / base if base > 0 else 0.0
+        # Points the candidate lost (a sudden_drop on it) are data loss, not reduction:
+        # judged on what the pipeline itself keeps, and counted against it.
+        loss = max(0.0, 1.0 - effects.candidate_factor)
+        judged = reduction
+        if loss > 0 and base > 0:
+            judged = 1 - (cand / effects.candidate_factor if effects.candidate_factor else 0) / base
         self.metrics = {
             "baseline_mps": base,
             "candidate_mps": cand,
@@ -423,8 +431,9 @@ class ExperimentRun:
             "candidate_series": int(round(cand * series_c * effects.candidate_cardinality)),
         }
         self.ticks += 1
-        self.reduction_sum += reduction
+        self.reduction_sum += judged
         self.error_sum += error_rate
+        self.loss_sum += loss
         self.cost_saved += cost_per_second(base - cand, price)
         out: list[Event] = []
         if error_rate > self.spec.max_error_rate:
@@ -439,6 +448,18 @@ class ExperimentRun:
                 )
         else:
             self.above_since = None
+        if loss > self.spec.max_data_loss:
+            if self.losing_since is None:
+                self.losing_since = t
+            if t - self.losing_since >= self.spec.abort_after:
+                return self._fail(
+                    tick,
+                    t,
+                    f"Data loss detected: {loss:.0%} of the candidate's points lost for "
+                    f"{int(t - self.losing_since)}s (at most {self.spec.max_data_loss:g})",
+                )
+        else:
+            self.losing_since = None
         assert self.run_start is not None
         if t - self.run_start >= self.spec.duration:
             self.status = "analyzing"
@@ -453,8 +474,11 @@ class ExperimentRun:
     def _conclude(self, t: float) -> list[Event]:
         mean_reduction = self.reduction_sum / max(1, self.ticks)
         mean_error = self.error_sum / max(1, self.ticks)
+        mean_loss = self.loss_sum / max(1, self.ticks)
         won = (
-            mean_reduction >= self.spec.target_reduction and mean_error <= self.spec.max_error_rate
+            mean_reduction >= self.spec.target_reduction
+            and mean_error <= self.spec.max_error_rate
+            and mean_loss <= self.spec.max_data_loss
         )
         self.winner = "candidate" if won else "baseline"
         self.status = "completed"
@@ -462,6 +486,7 @@ class ExperimentRun:
             "total_reduction": round(mean_reduction, 4),
             "cost_saved_usd": money(self.cost_saved),
             "duration_hours": round(self.spec.duration / 3600, 2),
+            "data_loss_rate": round(mean_loss, 4),
         }
         for dep in self.deployments:
             if dep.status == "active" and (dep.variant == "candidate") != won:

@@ -161,6 +161,7 @@ class Experiment:
     duration: float
     target_reduction: float = 0.6
     max_error_rate: float = 0.01
+    max_data_loss: float = 0.01
     abort_after: float = 60.0
     agents: int = 15
     rollback: bool = True
@@ -1411,8 +1412,17 @@ EXPERIMENT = Mapping(
             "the experiment fails.",
             default=0.01,
         ),
+        "max_data_loss": Field(
+            Number(0.0, 1.0),
+            "The candidate wins with at most this mean share of its points lost (a "
+            "sudden_drop on it is data loss, not reduction); above it for abort_after, the "
+            "experiment fails. The original platform's criterion.",
+            default=0.01,
+        ),
         "abort_after": Field(
-            Duration(), "How long the error rate may stay above max_error_rate.", default="60s"
+            Duration(),
+            "How long the error rate (or the data loss) may stay above its limit.",
+            default="60s",
         ),
         "agents": Field(
             Integer(1, MAX_AGENTS, f"a number of agents from 1 to {MAX_AGENTS}"),
@@ -1652,6 +1662,7 @@ class _Checker:
                     duration=e["duration"],
                     target_reduction=e["target_reduction"],
                     max_error_rate=e["max_error_rate"],
+                    max_data_loss=e["max_data_loss"],
                     abort_after=e["abort_after"],
                     agents=e["agents"],
                     rollback=e["rollback"],

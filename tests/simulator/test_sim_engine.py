@@ -573,3 +573,59 @@ def test_a_scenario_run_again_gives_new_entities_new_ids(name):
     # Faults still find their experiments by the scenario's ids.
     failed = [e for e in two if e.name == "experiment.failed"]
     assert bool(failed) == bool([e for e in one if e.name == "experiment.failed"])
+
+
+def _loss_scenario(faults: str):
+    return _small(
+        "  - {id: e1, baseline: base, candidate: cand, duration: 5m, agents: 10,"
+        " deployment: {failure_probability: 0}, target_reduction: 0.5}",
+        faults,
+    )
+
+
+def test_a_drop_on_the_candidate_is_data_loss_not_reduction():
+    """Issue 11, item 9: a sudden_drop on the candidate lost points; it must not make the
+    reduction look better, and it counts against the candidate (max_data_loss)."""
+    clean = Engine(_loss_scenario(""), seed=2, start=START).advance_to(START + 900)
+    lossy = Engine(
+        _loss_scenario(
+            "  - {at: 2m, type: sudden_drop, target: e1, duration: 40s, params: {factor: 0.3}}"
+        ),
+        seed=2,
+        start=START,
+    ).advance_to(START + 900)
+
+    def done(events):
+        return next(e.data for e in events if e.name == "experiment.completed")
+
+    a, b = done(clean), done(lossy)
+    assert a["winner"] == "candidate" and a["final_metrics"]["data_loss_rate"] == 0.0
+    # The same pipeline: the same judged reduction, within the noise of the run.
+    assert abs(b["final_metrics"]["total_reduction"] - a["final_metrics"]["total_reduction"]) < 0.01
+    assert b["final_metrics"]["data_loss_rate"] > 0.01
+    assert b["winner"] == "baseline"
+
+
+def test_a_lasting_data_loss_fails_the_experiment():
+    events = Engine(
+        _loss_scenario(
+            "  - {at: 90s, type: sudden_drop, target: e1, duration: 3m, params: {factor: 0.2}}"
+        ),
+        seed=2,
+        start=START,
+    ).advance_to(START + 900)
+    failed = next(e.data for e in events if e.name == "experiment.failed")
+    assert failed["error"].startswith("Data loss detected: 80% of the candidate's points lost")
+
+
+def test_a_drop_on_the_baseline_is_not_held_against_the_candidate():
+    events = Engine(
+        _loss_scenario(
+            "  - {at: 2m, type: sudden_drop, target: e1, duration: 40s,"
+            " params: {factor: 0.3, variant: baseline}}"
+        ),
+        seed=2,
+        start=START,
+    ).advance_to(START + 900)
+    done = next(e.data for e in events if e.name == "experiment.completed")
+    assert done["final_metrics"]["data_loss_rate"] == 0.0
