@@ -436,30 +436,23 @@ class ExperimentRun:
         self.loss_sum += loss
         self.cost_saved += cost_per_second(base - cand, price)
         out: list[Event] = []
-        if error_rate > self.spec.max_error_rate:
-            if self.above_since is None:
-                self.above_since = t
-            if t - self.above_since >= self.spec.abort_after:
-                return self._fail(
-                    tick,
-                    t,
-                    f"High error rate detected: {self.metrics['error_rate']} above "
-                    f"{self.spec.max_error_rate:g} for {int(t - self.above_since)}s",
-                )
-        else:
-            self.above_since = None
-        if loss > self.spec.max_data_loss:
-            if self.losing_since is None:
-                self.losing_since = t
-            if t - self.losing_since >= self.spec.abort_after:
-                return self._fail(
-                    tick,
-                    t,
-                    f"Data loss detected: {loss:.0%} of the candidate's points lost for "
-                    f"{int(t - self.losing_since)}s (at most {self.spec.max_data_loss:g})",
-                )
-        else:
-            self.losing_since = None
+        # Either limit exceeded for abort_after fails the run: errors, or lost data.
+        self.above_since = _since(self.above_since, error_rate > self.spec.max_error_rate, t)
+        self.losing_since = _since(self.losing_since, loss > self.spec.max_data_loss, t)
+        if self.above_since is not None and t - self.above_since >= self.spec.abort_after:
+            return self._fail(
+                tick,
+                t,
+                f"High error rate detected: {self.metrics['error_rate']} above "
+                f"{self.spec.max_error_rate:g} for {int(t - self.above_since)}s",
+            )
+        if self.losing_since is not None and t - self.losing_since >= self.spec.abort_after:
+            return self._fail(
+                tick,
+                t,
+                f"Data loss detected: {loss:.0%} of the candidate's points lost for "
+                f"{int(t - self.losing_since)}s (at most {self.spec.max_data_loss:g})",
+            )
         assert self.run_start is not None
         if t - self.run_start >= self.spec.duration:
             self.status = "analyzing"
@@ -631,3 +624,10 @@ class Lab:
                 run.slots[slot] = int(run.deploy_rng.choice(pool))
             touched.append(run)
         return tasks, touched
+
+
+def _since(since: float | None, over: bool, t: float) -> float | None:
+    """When a limit began to be exceeded (kept while it is), None once it is not."""
+    if not over:
+        return None
+    return t if since is None else since
