@@ -26,6 +26,7 @@ from simulator.faults import ActiveFault, GlobalEffects, effects_at
 from simulator.fleet import FleetState
 from simulator.rules import Alert, RuleBook
 from simulator.scenario import (
+    GROUP_PREFIX,
     MAX_AGENTS,
     Fault,
     Scenario,
@@ -267,6 +268,7 @@ class Engine:
         glob, per = self._effects = effects_at(k, self._active, [r.spec.id for r in self.lab.runs])
         self.fleet.drift_step(self._drift_rng, k, t)
         self.fleet.cardinality = glob.cardinality
+        self.fleet.set_group_effects(glob.group_mps, glob.group_cardinality)
         events += self._membership(k, t, glob)
         mps_int = self._mps_int = self.fleet.mps_int(glob.mps_factor)
         online = self.fleet.online
@@ -369,11 +371,14 @@ class Engine:
         events: list[Event] = []
         p = fault.params
         if fault.type == "agents_leave":
-            if fault.target != "global":
+            if fault.target != "global" and not fault.target.startswith(GROUP_PREFIX):
                 chosen = [self.fleet.ids.index(fault.target)]
                 chosen = [a for a in chosen if self.fleet.online[a]]
             else:
                 pool = np.flatnonzero(self.fleet.online)
+                if fault.target.startswith(GROUP_PREFIX):  # from that group, of its online
+                    group = self.fleet.in_group(fault.target.removeprefix(GROUP_PREFIX))
+                    pool = np.flatnonzero(self.fleet.online & group)
                 count = int(p["count"])
                 if p["fraction"] > 0:
                     count = int(round(p["fraction"] * pool.size))
@@ -539,7 +544,7 @@ class Engine:
             # Series against what these agents usually have (their own series per
             # point): agents coming and going with other ratios is not an anomaly; a
             # cardinality explosion is.
-            usual = float(self.fleet.series(mps_int)[online].sum()) / glob.cardinality
+            usual = float(self.fleet.usual_series(mps_int)[online].sum())
             for f in (
                 d.observe(t, "global", "total_mps", total_mps / active, active),
                 d.observe(t, "global", "total_series", total_series / usual, usual),

@@ -39,6 +39,14 @@ TEMPLATE_SERIES: dict[str, float] = {
     "adaptive_filter": 1.15,
     "hybrid": 0.9,
 }
+# How much of a cardinality explosion on its agents a pipeline lets through (an
+# exponent on the growth): top-k keeps only the heaviest series, a filter passes it on.
+TEMPLATE_EXPLOSION: dict[str, float] = {
+    "baseline": 1.0,
+    "topk": 0.25,
+    "adaptive_filter": 1.0,
+    "hybrid": 0.6,
+}
 LIVE = ("initializing", "deploying", "running", "analyzing")
 CANCELLABLE = ("created", "initializing", "deploying", "running", "analyzing")
 
@@ -403,12 +411,19 @@ class ExperimentRun:
         source = int(mps_int[live].sum())
         # Series per point of these agents' traffic (weighted by their rates), times
         # what each pipeline keeps of the series it lets through (TEMPLATE_SERIES).
-        ratio = (
-            float((mps_int[live] * lab.fleet.series_ratio[live]).sum()) / source if source else 0.0
-        )
-        series_b = ratio * TEMPLATE_SERIES.get(self.baseline.template, 1.0)
-        series_c = ratio * TEMPLATE_SERIES.get(self.candidate.template, 1.0)
-        self.series_per_point = (series_b, series_c)  # for the detector: what is usual
+        usual = mps_int[live] * lab.fleet.series_ratio[live]
+        ratio = float(usual.sum()) / source if source else 0.0
+        usual_b = ratio * TEMPLATE_SERIES.get(self.baseline.template, 1.0)
+        usual_c = ratio * TEMPLATE_SERIES.get(self.candidate.template, 1.0)
+        self.series_per_point = (usual_b, usual_c)  # for the detector: what is usual
+        # An explosion on some of its agents (a fault on a group) reaches it as their
+        # mean growth; each pipeline passes it on as much as it keeps series (top-k caps
+        # it: that is how an experiment fixes one).
+        card = lab.fleet.cardinality
+        if not isinstance(card, float):
+            card = float((usual * card[live]).sum() / usual.sum()) if usual.sum() else 1.0
+        series_b = usual_b * card ** TEMPLATE_EXPLOSION.get(self.baseline.template, 1.0)
+        series_c = usual_c * card ** TEMPLATE_EXPLOSION.get(self.candidate.template, 1.0)
         r_b = self.reduction_b + (self.jitter_b if self.baseline.noise else 0.0)
         r_c = self.reduction_c + (self.jitter_c if self.candidate.noise else 0.0)
         base = int(round(source * (1 - min(0.999, max(0.0, r_b))) * effects.baseline_factor))
@@ -586,10 +601,17 @@ class Lab:
                 mask[run.slots] = True
         return mask
 
-    def choose_agents(self, run: ExperimentRun, count: int) -> np.ndarray:
+    def _capable(self, run: ExperimentRun) -> np.ndarray:
+        """Agents that can run both of the run's pipelines (in its group, if it has one)."""
         capable = self.fleet.capable(run.candidate.template) & self.fleet.capable(
             run.baseline.template
         )
+        if run.spec.group is not None:
+            capable &= self.fleet.in_group(run.spec.group)
+        return capable
+
+    def choose_agents(self, run: ExperimentRun, count: int) -> np.ndarray:
+        capable = self._capable(run)
         # Prefer agents no other experiment uses, so savings are never counted twice.
         free = np.flatnonzero(capable & ~self.busy(run))
         pool = free if free.size >= count else np.flatnonzero(capable)
@@ -614,9 +636,7 @@ class Lab:
                 tasks += len(run.deployments)
             else:
                 continue
-            capable = self.fleet.capable(run.candidate.template) & self.fleet.capable(
-                run.baseline.template
-            )
+            capable = self._capable(run)
             capable[run.slots] = False
             free = np.flatnonzero(capable & ~self.busy(run))
             pool = free if free.size else np.flatnonzero(capable)

@@ -39,6 +39,9 @@ class ActiveFault:
 class GlobalEffects:
     mps_factor: float = 1.0
     cardinality: float = 1.0
+    # Per group of fleet.groups (target `group:<name>`): its agents' rate and series.
+    group_mps: dict[str, float] = field(default_factory=dict)
+    group_cardinality: dict[str, float] = field(default_factory=dict)
     error_rate: float | None = None
     churn_per_hour: float = 0.0
     churn_downtime: float | None = None
@@ -70,6 +73,12 @@ def effects_at(
                 if item.end_tick is not None:
                     share = min(share, max(0.0, (item.end_tick - tick) / ramp))
                 factor = factor**share
+        if f.target.startswith("group:"):
+            name = f.target.removeprefix("group:")
+            into = glob.group_cardinality if f.type == "cardinality_explosion" else glob.group_mps
+            if f.type != "error_surge":
+                into[name] = into.get(name, 1.0) * factor
+            continue
         if f.target == "global":
             if f.type == "cardinality_explosion":
                 glob.cardinality *= factor

@@ -60,7 +60,14 @@ class FleetState:
         # Its own stream: the shape's draws never move the fleet's or the drift's.
         self._traffic_rng = traffic_rng or np.random.default_rng(0)
         self.level = 1.0  # the daily cycle and trend, this tick
-        self.cardinality = 1.0  # series per point over the usual, this tick (faults)
+        self.cardinality: float | np.ndarray = 1.0  # series per point over the usual (faults)
+        self.factor: float | np.ndarray = 1.0  # per agent, faults on a group of agents
+        # Which group of spec.groups each agent is in (-1: none); joiners are in none.
+        self.group = np.full(spec.agents, -1, dtype=np.int64)
+        first = 0
+        for i, g in enumerate(spec.groups):
+            self.group[first : first + g.agents] = i
+            first += g.agents
         self.versions = [v for v, _ in spec.versions]
         self.capability_names = [c for c, _ in spec.capabilities]
         self.hostnames: list[str] = []
@@ -137,6 +144,8 @@ class FleetState:
         self.capacity = np.concatenate([self.capacity, capacity])
         self.load = np.concatenate([self.load, base / capacity])
         self.burst_until = np.concatenate([self.burst_until, np.zeros(count, dtype=np.int64)])
+        if hasattr(self, "group") and self.group.size < first + count:
+            self.group = np.concatenate([self.group, np.full(count, -1, dtype=np.int64)])
         self.online = np.concatenate([self.online, np.zeros(count, dtype=bool)])
         self.last_seen = np.concatenate([self.last_seen, np.zeros(count)])
         self.hb_anchor = np.concatenate([self.hb_anchor, np.zeros(count)])
@@ -162,15 +171,40 @@ class FleetState:
 
     def mps(self, factor: float) -> np.ndarray:
         """Current rate per agent (offline agents included; mask with `online`)."""
-        rate = self.base_mps * (1.0 + self.drift) * (factor * self.level)
+        rate = self.base_mps * (1.0 + self.drift) * (factor * self.level) * self.factor
         bursting = getattr(self, "_bursting", None)
         if bursting is not None and bursting.any():
             rate = np.where(bursting, rate * self.traffic.burst_factor, rate)
         return rate
 
+    def set_group_effects(self, mps: dict[str, float], cardinality: dict[str, float]) -> None:
+        """This tick's faults on groups: a rate and a series factor per agent."""
+        self.factor = self._per_agent(mps)
+        card = self._per_agent(cardinality)
+        base = self.cardinality if isinstance(self.cardinality, float) else 1.0
+        self.cardinality = base * card if not isinstance(card, float) else base
+
+    def _per_agent(self, by_group: dict[str, float]) -> float | np.ndarray:
+        if not by_group:
+            return 1.0
+        out = np.ones(self.size)
+        for i, g in enumerate(self.spec.groups):
+            if g.name in by_group:
+                out[self.group == i] = by_group[g.name]
+        return out
+
+    def in_group(self, name: str) -> np.ndarray:
+        """Mask of the agents in the named group."""
+        index = next((i for i, g in enumerate(self.spec.groups) if g.name == name), -1)
+        return self.group == index if index >= 0 else np.zeros(self.size, dtype=bool)
+
     def series(self, mps_int: np.ndarray) -> np.ndarray:
         """Active series per agent at these rates: its own series per point."""
         return mps_int * self.series_ratio * self.cardinality
+
+    def usual_series(self, mps_int: np.ndarray) -> np.ndarray:
+        """The same without any cardinality explosion: what the detector expects."""
+        return mps_int * self.series_ratio
 
     def mps_int(self, factor: float) -> np.ndarray:
         return np.rint(self.mps(factor)).astype(np.int64)
@@ -204,7 +238,8 @@ class FleetState:
         since = np.maximum(t - self.last_seen[idx], 1.0)
         alpha = 1.0 - np.exp(-since / MEMORY_TAU)
         # Series weigh on memory less than in proportion (shared labels, compression).
-        held = load * self.cardinality**SERIES_MEMORY_EXPONENT
+        card = self.cardinality if isinstance(self.cardinality, float) else self.cardinality[idx]
+        held = load * card**SERIES_MEMORY_EXPONENT
         self.load[idx] += alpha * (held - self.load[idx])
         mem = (
             self.mem_base[idx]
@@ -281,6 +316,10 @@ class FleetState:
                 "metrics_per_second": int(mps_int[i]) if self.online[i] else 0,
             }
             item["last_seen"] = rfc3339(float(self.last_seen[i]))
+            g = int(self.group[i])
+            group = self.spec.groups[g] if g >= 0 else None
+            item["group"] = group.name if group else None
+            item["labels"] = dict(group.labels) if group else {}
             out.append(item)
         return out
 

@@ -81,6 +81,9 @@ MAX_DELIVERY_FAULT = 3600.0  # seconds: no delivery fault holds the server for l
 MAX_HELD_EVENTS = 100_000  # burst `count`, reorder `window` (the server caps them lower)
 MAX_SCENARIO_BYTES = 1 << 20  # a scenario file's size, unless the caller says otherwise
 MAX_REPEATS = 100_000  # `times` of a repeating fault
+MAX_LABELS = 32  # per group
+MAX_GROUPS = 1000
+GROUP_PREFIX = "group:"  # a fault's target naming a group of agents
 # The moments of an experiment a fault may follow (`after.event`).
 EXPERIMENT_MOMENTS = ("created", "started", "completed", "failed", "ended")
 
@@ -116,6 +119,16 @@ class Churn:
 
 
 @dataclass(frozen=True, slots=True)
+class Group:
+    """Agents that belong together (a service, a region, a zone): the next `agents`
+    hosts of the fleet, in order, with labels."""
+
+    name: str
+    agents: int
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Fleet:
     agents: int = 150
     hostname_prefix: str = "prod-app"
@@ -128,6 +141,10 @@ class Fleet:
     mps_median: float = 8000.0
     mps_sigma: float = 0.3
     churn: Churn = field(default_factory=Churn)
+    groups: tuple[Group, ...] = ()
+
+    def group_of(self, name: str) -> Group | None:
+        return next((g for g in self.groups if g.name == name), None)
 
     def hostnames(self) -> list[str]:
         width = max(2, len(str(self.agents)))
@@ -162,6 +179,7 @@ class Experiment:
     target_reduction: float = 0.6
     max_error_rate: float = 0.01
     max_data_loss: float = 0.01
+    group: str | None = None  # its agents are chosen from this group only
     abort_after: float = 60.0
     agents: int = 15
     rollback: bool = True
@@ -697,6 +715,29 @@ class Condition(Spec):
 
 
 @dataclass(frozen=True)
+class Labels(Spec):
+    """A mapping of label name -> text, e.g. {service: checkout, region: eu-west-1}."""
+
+    def check(self, checker: _Checker, path: Where, value: Any) -> tuple[tuple[str, str], ...]:
+        if not isinstance(value, dict):
+            raise checker.fail(path, f"expected a mapping of label -> text, got {_show(value)}")
+        if len(value) > MAX_LABELS:
+            raise checker.fail(path, f"at most {MAX_LABELS} labels")
+        text = Text(64, "expected at most 64 characters")
+        return tuple(
+            (text.check(checker, path + (k,), str(k)), text.check(checker, path + (k,), v))
+            for k, v in value.items()
+        )
+
+    def json_schema(self) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "maxProperties": MAX_LABELS,
+            "additionalProperties": {"type": "string", "pattern": r"\S", "maxLength": 64},
+        }
+
+
+@dataclass(frozen=True)
 class Weights(Spec):
     """A list of names (all alike) or a mapping name -> weight from 0 to 1."""
 
@@ -838,13 +879,21 @@ class ListOf(Spec):
 
 # What a fault may aim at, by type.
 Target = Literal["none", "global", "global or experiment", "experiment", "global or agent"]
+# Faults that may hit a group of agents (`target: group:<name>`): their rates, their
+# series, or the group's agents leaving.
+GROUP_FAULTS = frozenset({"sudden_drop", "spike", "cardinality_explosion", "agents_leave"})
+
 TARGET_DOCS: dict[str, str] = {
     "global": "Only `global` (the default): the whole fleet.",
-    "global or experiment": "An experiment id, or `global` (the default): the whole fleet.",
+    "global or experiment": (
+        "An experiment id, `group:<name>` (a group of fleet.groups; not for "
+        "error_surge), or `global` (the default): the whole fleet."
+    ),
     "experiment": "The id of the experiment.",
     "global or agent": (
-        "`global` (the default): agents drawn at random; or one agent's id, such as "
-        "agent-prod-app-001 (`agent-<hostname>`)."
+        "`global` (the default): agents drawn at random; `group:<name>`: drawn from that "
+        "group of fleet.groups; or one agent's id, such as agent-prod-app-001 "
+        "(`agent-<hostname>`)."
     ),
 }
 
@@ -1326,6 +1375,35 @@ FLEET = Mapping(
             "Metrics per second per agent (lognormal).",
             default={},
         ),
+        "groups": Field(
+            ListOf(
+                Mapping(
+                    {
+                        "name": Field(
+                            Text(64, "expected at most 64 characters"),
+                            "The group's name; faults target it as `group:<name>`, "
+                            "experiments with `group: <name>`.",
+                            required=True,
+                        ),
+                        "agents": Field(
+                            Integer(1, MAX_AGENTS, f"a number of agents from 1 to {MAX_AGENTS}"),
+                            "How many hosts: the next ones of the fleet, in order.",
+                            required=True,
+                        ),
+                        "labels": Field(
+                            Labels(),
+                            "Labels shown with its agents, e.g. {service: checkout, "
+                            "region: eu-west-1}.",
+                            default={},
+                        ),
+                    }
+                )
+            ),
+            "Agents that belong together (a service, a region, a zone), in order: the "
+            "first group is the first hosts. Agents after the last group belong to none.",
+            default=[],
+            nullable=True,
+        ),
         "churn": Field(
             Mapping(
                 {
@@ -1411,6 +1489,11 @@ EXPERIMENT = Mapping(
             "The candidate wins with at most this mean error rate; above it for abort_after, "
             "the experiment fails.",
             default=0.01,
+        ),
+        "group": Field(
+            Text(),
+            "Choose the experiment's agents from this group of the fleet only.",
+            nullable=True,
         ),
         "max_data_loss": Field(
             Number(0.0, 1.0),
@@ -1586,6 +1669,7 @@ class _Checker:
             mps_median=f["mps"]["median"],
             mps_sigma=f["mps"]["sigma"],
             churn=Churn(**f["churn"]),
+            groups=self.groups(f["groups"], f["agents"]),
         )
         pipelines = self.pipelines(top["pipelines"])
         experiments = self.experiments(top["experiments"], pipelines, fleet)
@@ -1610,6 +1694,24 @@ class _Checker:
             source=self.source,
             traffic=Traffic(**top["traffic"]),
         )
+
+    def groups(self, items: list[Values], agents: int) -> tuple[Group, ...]:
+        out: list[Group] = []
+        taken = 0
+        for i, g in enumerate(items):
+            path = ("fleet", "groups", i)
+            if len(out) >= MAX_GROUPS:
+                raise self.fail(path, f"at most {MAX_GROUPS} groups")
+            if any(x.name == g["name"] for x in out):
+                raise self.fail(path + ("name",), f"duplicate group '{excerpt(g['name'])}'")
+            taken += g["agents"]
+            if taken > agents:
+                raise self.fail(
+                    path + ("agents",),
+                    f"the groups take {taken} agents, more than the fleet's {agents}",
+                )
+            out.append(Group(g["name"], g["agents"], g["labels"]))
+        return tuple(out)
 
     def pipelines(self, items: list[Values]) -> tuple[Pipeline, ...]:
         out: list[Pipeline] = []
@@ -1651,6 +1753,13 @@ class _Checker:
                     path + ("agents",),
                     f"the fleet has only {fleet.agents} agents, got {e['agents']}",
                 )
+            if e["group"] is not None and fleet.group_of(e["group"]) is None:
+                names = [g.name for g in fleet.groups]
+                raise self.fail(
+                    path + ("group",),
+                    f"no group '{excerpt(e['group'])}' in fleet.groups"
+                    f"{_did_you_mean(e['group'], names)}",
+                )
             out.append(
                 Experiment(
                     id=e["id"],
@@ -1663,6 +1772,7 @@ class _Checker:
                     target_reduction=e["target_reduction"],
                     max_error_rate=e["max_error_rate"],
                     max_data_loss=e["max_data_loss"],
+                    group=e["group"],
                     abort_after=e["abort_after"],
                     agents=e["agents"],
                     rollback=e["rollback"],
@@ -1695,6 +1805,15 @@ class _Checker:
         if kind.target == "none":
             return Fault(ftype, f["at"], f["duration"], "", f["params"], **repeat)
         target = "global" if f["target"] is None else f["target"]
+        if target.startswith(GROUP_PREFIX) and ftype in GROUP_FAULTS:
+            name = target.removeprefix(GROUP_PREFIX)
+            if fleet.group_of(name) is None:
+                names = [g.name for g in fleet.groups]
+                raise self.fail(
+                    path + ("target",),
+                    f"no group '{excerpt(name)}' in fleet.groups{_did_you_mean(name, names)}",
+                )
+            return Fault(ftype, f["at"], f["duration"], target, f["params"], **repeat)
         if kind.target in ("experiment", "global or experiment"):
             exp_ids = [e.id for e in experiments]
             allowed = exp_ids if kind.target == "experiment" else ["global", *exp_ids]

@@ -39,6 +39,7 @@ from simulator.scenario import (
     Fleet,
     Integer,
     Intervals,
+    Labels,
     ListOf,
     Mapping,
     Number,
@@ -168,7 +169,12 @@ def _base() -> dict[str, Any]:
         "price_per_million_points": 0.1,
         # The largest fleet and the smallest experiment: either bound of either one
         # stays consistent with the other.
-        "fleet": {"agents": MAX_AGENTS, "mps": {}, "churn": {}},
+        "fleet": {
+            "agents": MAX_AGENTS,
+            "mps": {},
+            "churn": {},
+            "groups": [{"name": "g", "agents": 1, "labels": {"service": "api"}}],
+        },
         "pipelines": [
             {"id": "base", "template": "baseline"},
             {"id": "cand", "template": "adaptive_filter"},
@@ -263,6 +269,16 @@ def _bad(spec: Spec) -> list[Any]:
         return [5, True, [1]]
     if isinstance(spec, Condition):
         return ["cpu > 3", "error_rate >> 1", "error_rate > 1 or 1", "error_rates > 1", 5, ""]
+    if isinstance(spec, Labels):
+        return [
+            5,
+            "x",
+            ["a"],
+            {"a": 5},
+            {"a": ""},
+            {"a": "u" * 65},
+            {f"k{i}": "v" for i in range(33)},
+        ]
     if isinstance(spec, Weights):
         out = [[], {}, "1.2.3", [""], [5], {"1.2.3": 2}, {"1.2.3": -0.5}]
         if isinstance(spec.name, Choice):
