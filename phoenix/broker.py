@@ -10,10 +10,16 @@ Keys, all under the configured namespace `ns`:
   position of the channel's event before it, so a gap (an outage the history did not
   cover) is seen, never papered over.
 - `ns:ctl`: control events (fault start and end, run reset, epoch start) in order with
-  the events: entry id `<last position>-<k>`, k >= 1, sorts after that event.
+  the events: entry id `<last position>-<k>`, k >= 1, sorts after that event (an
+  epoch's start is `<position before it>-1000000000`, above what the last epoch left).
+  Each carries the run's seed.
+- `ns:high-water`: the highest id a gateway has delivered; a new epoch starts above it
+  and above `meta.last`, so an id is never reused even if Redis lost the meta.
 - `ns:meta`: hash, the current epoch, its first position `base` and the `last` one.
 - `ns:engine`: the engine's state (GET /api/sim), renewed every half second with a
-  short expiry: no key, no engine. `ns:lock`: which engine owns the namespace.
+  short expiry: no key, no engine. `ns:lock`: which engine owns the namespace; the
+  engine writes only in transactions that check it (an engine taken over writes
+  nothing more).
 - `ns:requests`: a list of control requests; each reply goes to `ns:reply:<id>`.
 - `ns:gw:<id>` (a gateway's heartbeat, expiring after `broker.lease`) and
   `ns:users:<sub>` (hash: gateway id -> that gateway's connections of the user): the
@@ -47,6 +53,7 @@ class Keys:
         self.engine = f"{ns}:engine"
         self.lock = f"{ns}:lock"
         self.requests = f"{ns}:requests"
+        self.high_water = f"{ns}:high-water"  # the highest id a gateway has delivered
         self._ns = ns
 
     def reply(self, request_id: str) -> str:

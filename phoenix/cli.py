@@ -333,7 +333,8 @@ def _serve_workers(args: argparse.Namespace, config: Config) -> int:
     common = ["--log-format", args.log_format, "--log-level", args.log_level]
     if args.config:
         common += ["--config", args.config]
-    common += ["--broker", str(config.broker.url)]
+    # The broker URL goes to the children in their environment, not their arguments:
+    # a password in it would show in every `ps` on the machine.
     engine = [*common]
     for flag in ("scenario", "seed", "start", "speed", "replay"):
         if (value := getattr(args, flag)) is not None:

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from typing import Any
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError, WatchError
 
 from phoenix import broker
 from phoenix.broker import Keys, entry_fields, stream_id
@@ -38,8 +38,12 @@ log = logging.getLogger("phoenix.engine")
 STATE_EVERY = 0.5  # seconds between state writes (GET /api/sim on the gateways)
 STATE_TTL = 3.0  # seconds without a write after which gateways say "engine: down"
 BATCH = 2000  # entries per pipeline
-LIVE_MIN = 1000  # entries a stream keeps at least: the gateways read live events there
+# Entries a stream keeps at least, whatever the history: the gateways read live events
+# there, and a gateway that falls behind by less than this (10 s at 5,000 events a second
+# on one channel) must find them still there, not a gap.
+LIVE_MIN = 50_000
 REQUEST_BLOCK = 1.0  # seconds one BLPOP for a control request waits
+EPOCH_SUB = 1_000_000_000  # an epoch's first control entry: <position before it>-EPOCH_SUB
 
 
 class Publisher:
@@ -54,9 +58,10 @@ class Publisher:
         self.written = base - 1  # highest position Redis has
         self._sub = 0  # control events after `last`
         self.maxlen = max(max_events, LIVE_MIN)
-        # Bounded: past it the oldest go (a gap the gateways see), memory stays flat.
+        # Bounded by what the history would hold: past it the oldest go (a gap the
+        # gateways see, resumes across it are refused), and memory stays flat.
         self.outbox: deque[tuple[str, str, dict[str, Any], int]] = deque(
-            maxlen=max(self.maxlen * (len(CHANNELS) + 1), 10_000)
+            maxlen=max(max_events * (len(CHANNELS) + 1), 10_000)
         )
         self.dropped = 0
         self.wake = asyncio.Event()
@@ -67,10 +72,18 @@ class Publisher:
         fields = entry_fields(p.frame, p.name, p.tags, p.time, time.time(), self.epoch, prev)
         self._put(self.keys.streams[p.channel], stream_id(p.seq), fields, p.seq)
 
-    def control(self, name: str, data: dict[str, Any], t: float) -> None:
+    def control(self, name: str, data: dict[str, Any], t: float, seed: int | None) -> None:
+        if name == "epoch.start":
+            # Above any control entry the last epoch may have left at this position, so
+            # a gateway whose cursor is there still reads it (and what follows).
+            self._sub = EPOCH_SUB - 1
         self._sub += 1
-        body = json.dumps({"name": name, "data": data, "time": t, "epoch": self.epoch})
-        self._put(self.keys.ctl, stream_id(self.last, self._sub), {"c": body}, self.last)
+        # The run's seed travels with each entry: a gateway's fault draws never depend
+        # on whether it has read the engine's state yet.
+        body = {"name": name, "data": data, "time": t, "epoch": self.epoch, "seed": seed}
+        self._put(
+            self.keys.ctl, stream_id(self.last, self._sub), {"c": json.dumps(body)}, self.last
+        )
 
     def _put(self, key: str, sid: str, fields: dict[str, Any], pos: int) -> None:
         if len(self.outbox) == self.outbox.maxlen:
@@ -78,31 +91,49 @@ class Publisher:
         self.outbox.append((key, sid, fields, pos))
         self.wake.set()
 
-    async def flush(self, r: Any) -> None:
-        """Write the outbox; raises RedisError/OSError with what is unwritten kept."""
+    async def flush(self, r: Any, owner: str) -> None:
+        """Write the outbox, in transactions that hold only while `owner` still holds
+        the namespace's lock (an engine that was taken over while away writes nothing
+        into its successor's streams: TakenOver). Raises RedisError/OSError with what is
+        unwritten kept."""
         while self.outbox:
             batch = [self.outbox[i] for i in range(min(BATCH, len(self.outbox)))]
-            pipe = r.pipeline(transaction=False)
-            for key, sid, fields, _ in batch:
-                pipe.xadd(key, fields, id=sid, maxlen=self.maxlen, approximate=True)
             top = batch[-1][3]
-            pipe.hset(
-                self.keys.meta,
-                mapping={
-                    "last": top,
-                    **{f"last:{c}": p for c, p in self.prev.items() if p <= top},
-                },
-            )
-            results = await pipe.execute(raise_on_error=False)
+            async with r.pipeline(transaction=True) as pipe:
+                await pipe.watch(self.keys.lock)
+                holder = await pipe.get(self.keys.lock)
+                if holder is not None and holder.decode() != owner:
+                    raise TakenOver(holder.decode())
+                pipe.multi()
+                for key, sid, fields, _ in batch:
+                    pipe.xadd(key, fields, id=sid, maxlen=self.maxlen, approximate=True)
+                pipe.hset(
+                    self.keys.meta,
+                    mapping={
+                        "last": top,
+                        **{f"last:{c}": p for c, p in self.prev.items() if p <= top},
+                    },
+                )
+                try:
+                    results = await pipe.execute(raise_on_error=False)
+                except WatchError:
+                    continue  # the lock changed meanwhile: look again
             for result in results:
-                # Written already by a pipeline cut off half-way: not an error.
+                # A transaction cut off after it ran, sent again: written already.
                 if isinstance(result, ResponseError) and "equal or smaller" not in str(result):
                     raise result
                 if isinstance(result, Exception) and not isinstance(result, ResponseError):
                     raise result
-            for _ in batch:
-                self.outbox.popleft()
+            # By identity: if the outbox overflowed meanwhile, the batch's oldest are
+            # gone already, and newer entries must not be taken for them.
+            for item in batch:
+                if self.outbox and self.outbox[0] is item:
+                    self.outbox.popleft()
             self.written = max(self.written, top)
+
+
+class TakenOver(Exception):
+    """Another engine holds the namespace: this one was away longer than its lock."""
 
 
 class EngineNode:
@@ -121,6 +152,7 @@ class EngineNode:
         self.feed: Feed | None = None
         self._checkpoints: deque[tuple[float, int]] = deque()  # (wall, last) for max_age
         self.stopped = asyncio.Event()
+        self.taken_over = False
 
     # --- start: the lock, the epoch ---------------------------------------------
 
@@ -140,7 +172,10 @@ class EngineNode:
                 waited = True
             await asyncio.sleep(0.5)
         last = int(await self.r.hget(self.keys.meta, "last") or 0)
-        base = last + 1
+        # Never below what a gateway has delivered, even if Redis lost the meta (it
+        # restarted empty): an id is never handed out twice while anyone holds it.
+        high = int(await self.r.get(self.keys.high_water) or 0)
+        base = max(last, high) + 1
         pipe = self.r.pipeline(transaction=True)
         # The old epoch's history is of another run: nobody may resume into it.
         pipe.delete(*self.keys.streams.values(), self.keys.ctl, self.keys.meta)
@@ -160,7 +195,9 @@ class EngineNode:
             on_reset=self._on_reset,
         )
         self.feed.seq = base - 1
-        self.publisher.control("epoch.start", {"epoch": self.epoch, "base": base}, self.source.now)
+        self.publisher.control(
+            "epoch.start", {"epoch": self.epoch, "base": base}, self.source.now, self.info.seed
+        )
         log.info(
             "engine %s owns namespace %r at %s: epoch %s, ids from evt-%d",
             self.id,
@@ -172,13 +209,13 @@ class EngineNode:
         return True
 
     def _on_control(self, event: Event) -> None:
-        assert self.publisher is not None
-        self.publisher.control(event.name, event.data, event.time)
+        assert self.publisher is not None and self.feed is not None
+        self.publisher.control(event.name, event.data, event.time, self.feed.info.seed)
 
     def _on_reset(self) -> None:
         # A run ended or another began: the faults it started end on every gateway.
         assert self.publisher is not None and self.feed is not None
-        self.publisher.control("run.reset", {}, self.feed.source.now)
+        self.publisher.control("run.reset", {}, self.feed.source.now, self.feed.info.seed)
 
     # --- the tasks ---------------------------------------------------------------
 
@@ -206,6 +243,19 @@ class EngineNode:
             await broker.cancel([*tasks, stop])
             await self._leave()
 
+    def _taken_over(self, by: str) -> None:
+        """Another engine owns the namespace now: stop, writing nothing more."""
+        if not self.taken_over:
+            log.error(
+                "engine %s lost namespace %r to %s (unreachable for longer than the lock); "
+                "stopping without writing",
+                self.id,
+                self.cfg.namespace,
+                by,
+            )
+        self.taken_over = True
+        self.stopped.set()
+
     def stop(self) -> None:
         """Stop cleanly (SIGTERM): what is left is written, the namespace given up."""
         self.stopped.set()
@@ -214,8 +264,12 @@ class EngineNode:
         """On a clean stop: write what is left (briefly), then give the namespace up at
         once so that gateways say so and a new engine need not wait for the lock."""
         assert self.publisher is not None
-        with contextlib.suppress(RedisError, OSError, TimeoutError):
-            await asyncio.wait_for(self.publisher.flush(self.r), 2.0)
+        if self.taken_over:  # the namespace, its state and its lock are another's now
+            await self.r.aclose()
+            await self.rb.aclose()
+            raise SystemExit(1)
+        with contextlib.suppress(RedisError, OSError, TimeoutError, TakenOver):
+            await asyncio.wait_for(self.publisher.flush(self.r, self.id), 2.0)
             pipe = self.r.pipeline(transaction=False)
             pipe.delete(self.keys.engine)
             pipe.eval(_RELEASE, 1, self.keys.lock, self.id)
@@ -231,7 +285,10 @@ class EngineNode:
             await publisher.wake.wait()
             publisher.wake.clear()
             try:
-                await publisher.flush(self.r)
+                await publisher.flush(self.r, self.id)
+            except TakenOver as exc:
+                self._taken_over(str(exc))
+                return
             except (RedisError, OSError) as exc:
                 self._down(exc)
                 await asyncio.sleep(backoff)
@@ -288,10 +345,8 @@ class EngineNode:
         assert self.publisher is not None
         owner = await self.r.eval(_RENEW, 1, self.keys.lock, self.id, int(STATE_TTL * 1000))
         if owner != 1:
-            raise SystemExit(
-                f"phoenix engine: another engine took namespace {self.cfg.namespace!r} over "
-                "(this one was unreachable for longer than the lock); stopping"
-            )
+            self._taken_over("another engine")
+            return
         pipe = self.r.pipeline(transaction=False)
         pipe.set(self.keys.engine, json.dumps(self.state()), px=int(STATE_TTL * 1000))
         # Redis came back empty (restarted without persistence): the epoch is still ours.

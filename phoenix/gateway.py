@@ -45,6 +45,7 @@ BLOCK = 1.0  # seconds one XREAD waits for new events
 COUNT = 5000  # entries per XREAD
 POLL = 0.5  # seconds between reads of the engine's state
 SLICE = 0.02  # seconds of delivering before the loop is let to others (as phoenix.feed)
+SNAPSHOT_FRESH = 0.25  # seconds a gateway answers snapshots from the engine's last one
 
 
 class RemoteFeed:
@@ -105,11 +106,29 @@ class RemoteControl:
 
     def __init__(self, link: Link) -> None:
         self.link = link
+        # One snapshot request in flight per gateway, its answer kept for a moment: a
+        # page reload on every gateway after an epoch change (five collections each)
+        # must not queue hundreds of full snapshots at the engine.
+        self._snapshot: asyncio.Task[dict[str, Any]] | None = None
+        self._snapshot_at = -1e9
 
     async def state(self) -> dict[str, Any]:
         return self.link.feed.state()
 
     async def snapshot(self) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        task = self._snapshot
+        if task is None or (task.done() and loop.time() - self._snapshot_at > SNAPSHOT_FRESH):
+            task = self._snapshot = loop.create_task(self._fetch_snapshot())
+            self._snapshot_at = loop.time()
+        try:
+            return await asyncio.shield(task)
+        except ControlError:
+            if self._snapshot is task:
+                self._snapshot = None  # a failure is not kept: the next asks again
+            raise
+
+    async def _fetch_snapshot(self) -> dict[str, Any]:
         snap = await self._request("snapshot", None)
         # A client that resumes from this snapshot's last_event_id here may be ahead of
         # what this gateway has delivered: the id is the engine's, so it is not foreign.
@@ -160,6 +179,9 @@ class Leases:
     def __init__(self, link: Link) -> None:
         self.link = link
         self.mine: dict[str, int] = {}  # user -> connections here
+        # Users whose count in Redis may be wrong: a call failed (or timed out after it
+        # ran). reassert() writes them as they are here.
+        self.dirty: set[str] = set()
         self._warned = False
 
     async def acquire(self, sub: str, limit: int) -> bool:
@@ -177,6 +199,7 @@ class Leases:
             if not self._warned:
                 log.warning("broker unreachable: connections per user counted here only")
                 self._warned = True
+            self.dirty.add(sub)
             ok = self.mine.get(sub, 0) < limit
         if ok:
             self.mine[sub] = self.mine.get(sub, 0) + 1
@@ -188,19 +211,27 @@ class Leases:
             self.mine[sub] = n
         else:
             self.mine.pop(sub, None)
-        with contextlib.suppress(RedisError, OSError):
+        try:
             await self.link.r.eval(_RELEASE, 1, self.link.keys.user(sub), self.link.id)
+        except (RedisError, OSError):
+            self.dirty.add(sub)
 
     async def reassert(self) -> None:
         """After an outage: Redis may have lost the counts (a restart without
         persistence); this gateway's are put back as they are now."""
         self._warned = False
-        if not self.mine:
+        users = set(self.mine) | self.dirty
+        if not users:
             return
         pipe = self.link.r.pipeline(transaction=False)
-        for sub, n in self.mine.items():
-            pipe.hset(self.link.keys.user(sub), self.link.id, n)
+        for sub in users:
+            n = self.mine.get(sub, 0)
+            if n:
+                pipe.hset(self.link.keys.user(sub), self.link.id, n)
+            else:
+                pipe.hdel(self.link.keys.user(sub), self.link.id)
         await pipe.execute()
+        self.dirty -= users
 
 
 class Link:
@@ -226,6 +257,7 @@ class Link:
         self.lag_seconds = 0.0
         self.gaps = 0
         self.epochs_seen = 0
+        self.rejoin = False  # the epoch changed under us: read meta and history again
 
     @property
     def delivered(self) -> int:
@@ -270,17 +302,28 @@ class Link:
         while True:
             try:
                 if time.monotonic() >= beat_at:
-                    await self.r.set(
-                        self.keys.gateway(self.id), self.index, px=int(self.cfg.lease * 1000)
+                    before = await self.r.set(
+                        self.keys.gateway(self.id),
+                        self.index,
+                        px=int(self.cfg.lease * 1000),
+                        get=True,
                     )
                     beat_at = time.monotonic() + beat_every
-                    if was_down:
+                    # Our key had expired (an outage, a stall, Redis emptied): the other
+                    # gateways may have dropped our counts; put them back as they are.
+                    if was_down or before is None:
                         await self.leases.reassert()
                         was_down = False
+                    await self.r.eval(_HIGH_WATER, 1, self.keys.high_water, self.delivered)
                 raw = await self.r.get(self.keys.engine)
                 state = json.loads(raw) if raw else None
                 was_up = self.feed.engine_up
                 self.feed.update(state)
+                if state is not None:
+                    hub = self.app[HUB]
+                    hub.issued = max(hub.issued, int(state.get("position") or 0))
+                    if self.epoch is not None and state.get("epoch") not in (None, self.epoch):
+                        self.rejoin = True  # another run, maybe missed in the streams
                 if was_up and state is None:
                     log.error("the engine of namespace %r is gone", self.cfg.namespace)
                 elif state is not None and not was_up:
@@ -291,29 +334,46 @@ class Link:
                 self.feed.update(None)
                 was_down = True
                 beat_at = 0.0
-            await asyncio.sleep(POLL)
+            except Exception:
+                log.exception("reading the engine's state failed")
+                self.feed.update(None)
+            await asyncio.sleep(min(POLL, beat_every))
 
     async def _reader(self) -> None:
         backoff = 0.1
         while True:
             try:
-                if self.epoch is None:
+                if self.epoch is None or self.rejoin:
                     await self._join()
                 if self.epoch is None:  # no engine has written here yet
                     await asyncio.sleep(POLL)
                     continue
                 streams = {**{k: self.last_ids[k] for k in self.keys.channel_of}}
                 streams[self.keys.ctl] = self.last_ids[self.keys.ctl]
-                got = await self.rread.xread(streams, count=COUNT, block=int(BLOCK * 1000))
+                # A read without BLOCK sees every stream as of one moment. A blocked
+                # XREAD is only the wait: Redis answers it with the one stream that woke
+                # it (after the engine's transaction, that stream may hold events that
+                # come after others' not in its answer), so its answer is not used.
+                got = await self.r.xread(streams, count=COUNT)
+                if not got:
+                    woke = await self.rread.xread(streams, count=1, block=int(BLOCK * 1000))
+                    if woke:
+                        got = await self.r.xread(streams, count=COUNT)
                 self._set_broker(True)
                 backoff = 0.1
+                if got:
+                    await self._handle(got)
             except (RedisError, OSError) as exc:
                 self._set_broker(False, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
-                continue
-            if got:
-                await self._handle(got)
+            except Exception:
+                # A bug or a malformed entry must not end the reader for good (the
+                # gateway would go on saying all is well): said, then it reads on (the
+                # cursors are past that batch already).
+                log.exception("broker reader failed on a batch; reading on")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
 
     # --- joining: the epoch and the history ----------------------------------------
 
@@ -330,6 +390,10 @@ class Link:
         if b"epoch" not in meta:
             return
         epoch, base = meta[b"epoch"].decode(), int(meta[b"base"])
+        if self.epoch is not None and epoch != self.epoch:
+            self._new_epoch(epoch, base)  # clients reload: another run
+        self.rejoin = False
+        self.last_ids = {}
         hub = self.app[HUB]
         hub.new_epoch(base)
         now_wall, now_mono = time.time(), time.monotonic()
@@ -367,14 +431,27 @@ class Link:
 
     async def _handle(self, got: list[Any]) -> None:
         items: list[tuple[tuple[int, int], str, bytes, dict[bytes, bytes]]] = []
+        # COUNT caps each stream alone: a stream that filled it may have more before
+        # what a quieter stream returned. Only what comes before the first such stream's
+        # last entry is in order now; the rest is read again next time.
+        cut: tuple[int, int] | None = None
         for key, entries in got:
             key = key.decode()
             for sid, fields in entries:
                 items.append((split_id(sid), key, sid, fields))
-                self.last_ids[key] = sid.decode()
+            if len(entries) >= COUNT:
+                last = split_id(entries[-1][0])
+                cut = last if cut is None else min(cut, last)
+        if cut is not None:
+            items = [item for item in items if item[0] <= cut]
         items.sort(key=lambda item: item[0])  # one order across channels: the engine's
-        faults = self.app[FAULTS]
+        for _, key, sid, _ in items:
+            self.last_ids[key] = sid.decode()
         hub = self.app[HUB]
+        top = max((pos for (pos, _), key, _, _ in items if key != self.keys.ctl), default=0)
+        # Known to be coming: a client resuming from one of these ids waits, not refused.
+        hub.issued = max(hub.issued, top)
+        faults = self.app[FAULTS]
         newest_wall = 0.0
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -393,8 +470,6 @@ class Link:
             if entry.prev > self.last_on.get(entry.channel, entry.prev):
                 self._gap(entry)
             self.last_on[entry.channel] = entry.pos
-            if entry.pos > hub.issued:
-                hub.issued = entry.pos
             newest_wall = entry.wall
             faults.publish(self._published(entry))
         if newest_wall:
@@ -404,12 +479,19 @@ class Link:
         try:
             body = json.loads(fields[b"c"])
             name, data, t = body["name"], body["data"], float(body["time"])
+            seed = body.get("seed")
+            if name == "epoch.start":
+                epoch, base = str(data["epoch"]), int(data["base"])
         except (KeyError, ValueError, TypeError):
             log.warning("ignored a malformed control entry")
             return
+        if seed != self.feed.info.seed:
+            # The run's seed, in the entry itself: each fault's draws never depend on
+            # whether the engine's state was read yet (faults use feed.info.seed).
+            self.feed.info = SourceInfo(self.feed.info.kind, self.feed.info.name, seed)
         if name == "epoch.start":
-            if self.epoch is not None and data["epoch"] != self.epoch:
-                self._new_epoch(data["epoch"], int(data["base"]))
+            if self.epoch is not None and epoch != self.epoch:
+                self._new_epoch(epoch, base)
         elif name == "run.reset":
             self.app[FAULTS].clear()
         else:
@@ -493,6 +575,13 @@ end
 if total >= tonumber(ARGV[2]) then return 0 end
 redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 return 1
+"""
+# The highest id any gateway has delivered, kept even if the engine's meta is lost: a
+# new engine's ids never fall back below it.
+_HIGH_WATER = """
+local known = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > known then redis.call('SET', KEYS[1], ARGV[1]) end
+return known
 """
 _RELEASE = """
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)

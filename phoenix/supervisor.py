@@ -3,27 +3,30 @@
 
 SIGTERM, SIGINT or SIGHUP is passed on to every child (each gateway closes its clients
 with 1001) and the supervisor exits 0 once they have. A child that dies on its own is
-started again after a second, so a crashed gateway's clients come back on the others
-and then on it; one that keeps dying (5 times within a minute) ends the whole.
+started again, after a second and then after longer and longer waits (at most 30 s) while
+it keeps dying: a child that cannot start while Redis is away comes back with it, and
+the others keep their clients meanwhile. The broker URL reaches the children in their
+environment (PHOENIX_BROKER__URL), never in their arguments, where `ps` would show a
+password in it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass, field
 
 from phoenix.config import Config
 
 log = logging.getLogger("phoenix.supervisor")
 
-RESTART_DELAY = 1.0
-MAX_RESTARTS = 5  # within RESTART_WINDOW seconds, per child
-RESTART_WINDOW = 60.0
+RESTART_DELAY = 1.0  # seconds before a child that died is started again, doubled while
+MAX_DELAY = 30.0  # it keeps dying (it lived less than STABLE), up to this
+STABLE = 60.0
 STOP_TIMEOUT = 15.0
 
 
@@ -31,21 +34,25 @@ STOP_TIMEOUT = 15.0
 class Child:
     name: str
     argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
-    deaths: deque[float] = field(default_factory=deque)
+    started: float = 0.0
+    delay: float = RESTART_DELAY
     due: float = 0.0  # when to start it again
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.argv)
+        self.proc = subprocess.Popen(self.argv, env=self.env)
+        self.started = time.monotonic()
         log.info("%s started (pid %d)", self.name, self.proc.pid)
 
 
 def supervise(engine: list[str], gateway: list[str], workers: int, config: Config) -> int:
     exe = [sys.executable, "-m", "phoenix"]
-    children = [Child("engine", [*exe, "engine", *engine])]
+    env = {**os.environ, "PHOENIX_BROKER__URL": str(config.broker.url)}
+    children = [Child("engine", [*exe, "engine", *engine], env)]
     for i in range(workers):
         argv = [*exe, "gateway", *gateway, "--index", str(i), "--reuse-port"]
-        children.append(Child(f"gateway {i}", argv))
+        children.append(Child(f"gateway {i}", argv, env))
     stopping: list[int] = []
 
     def stop(signum: int, frame: object) -> None:
@@ -70,17 +77,18 @@ def supervise(engine: list[str], gateway: list[str], workers: int, config: Confi
         for child in children:
             proc = child.proc
             if proc is not None and proc.poll() is not None:
-                log.error("%s (pid %d) exited with %s", child.name, proc.pid, proc.returncode)
                 child.proc = None
-                child.deaths.append(now)
-                while child.deaths and child.deaths[0] < now - RESTART_WINDOW:
-                    child.deaths.popleft()
-                if len(child.deaths) >= MAX_RESTARTS:
-                    log.error("%s keeps exiting; stopping everything", child.name)
-                    stopping.append(signal.SIGTERM)
-                    code = 1
-                    break
-                child.due = now + RESTART_DELAY
+                # Dying again soon after a start: wait longer before the next one.
+                lived = now - child.started
+                child.delay = RESTART_DELAY if lived > STABLE else min(child.delay * 2, MAX_DELAY)
+                child.due = now + child.delay
+                log.error(
+                    "%s (pid %d) exited with %s; starting it again in %g s",
+                    child.name,
+                    proc.pid,
+                    proc.returncode,
+                    child.delay,
+                )
             elif proc is None and now >= child.due:
                 child.start()
     for child in children:

@@ -25,6 +25,8 @@ from phoenix.ratelimit import Flood, TokenBucket, retry_after_ms
 
 log = logging.getLogger("phoenix.ws")
 
+FOREIGN_AFTER = 1.0  # seconds a gateway waits for an id its engine has not reported
+
 
 class Session:
     """What one connection knows about its client: claims, limits, subscriptions."""
@@ -95,13 +97,19 @@ class Session:
         if LINK not in self.app or cmd.type != "subscribe" or not cmd.since:
             return 0
         upto = max(protocol.parse_event_id(v) or 0 for v in cmd.since.values())
-        hub = self.app[HUB]
-        return upto if hub.last_seq < upto <= hub.issued else 0
+        # Beyond what this gateway has delivered: it may be what another gateway sent a
+        # moment ago. Wait (bounded) for it; an id of no run at all is refused after.
+        return upto if self.app[HUB].last_seq < upto else 0
 
     async def _dispatch_later(self, cmd: Command, upto: int) -> None:
         hub, loop = self.app[HUB], asyncio.get_running_loop()
-        deadline = loop.time() + self.app[CONFIG].broker.request_timeout
+        started = loop.time()
+        deadline = started + self.app[CONFIG].broker.request_timeout
         while hub.last_seq < upto and loop.time() < deadline and not self.conn.closing:
+            # An id beyond even the engine's position (read twice a second) after a
+            # second of waiting is of no run here: answered now (recovered: false).
+            if upto > hub.issued and loop.time() - started > FOREIGN_AFTER:
+                break
             await asyncio.sleep(0.01)
         try:
             self.dispatch(cmd)

@@ -137,6 +137,7 @@ async def test_an_outage_longer_than_the_history_is_said_not_papered_over(
         await asyncio.sleep(4.0)  # 20,000 events at 5,000/s: more than the outbox holds
         cluster.redis.thaw()
         code = await asyncio.wait_for(reader, 30)
+        assert seen, f"no event before the outage (closed with {code}): {gw.stop()[-3000:]}"
         assert code == 1012, "subscribers of a channel with a gap must be told"
         assert not other.closed
         assert await _until(lambda: _metric(gw, "phoenix_broker_gaps_total") >= 1)
