@@ -237,7 +237,8 @@ def _algorithms(path: str, v: Any) -> tuple[str, ...]:
 
 
 _BROKER_URL = re.compile(r"rediss?://[^\s/?#]+(?:/[0-9]{1,2})?", re.ASCII)
-_NAMESPACE = re.compile(r"[A-Za-z0-9_.:-]{1,64}", re.ASCII)
+# No ":" (the separator of the keys under it): "a" and "a:users" must not overlap.
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
 
 
 def _broker_url(path: str, v: Any) -> str:
@@ -251,7 +252,7 @@ def _broker_url(path: str, v: Any) -> str:
 def _namespace(path: str, v: Any) -> str:
     if not isinstance(v, str) or not _NAMESPACE.fullmatch(v):
         raise ConfigError(
-            f"{path}: expected 1 to 64 letters, digits or _ . : - (a Redis key prefix), "
+            f"{path}: expected 1 to 64 letters, digits or _ . - (a Redis key prefix), "
             f"got {_excerpt(v)}"
         )
     return v
