@@ -410,7 +410,8 @@ class Link:
                 last = int(meta.get(f"last:{channel}".encode(), base - 1))
                 hub.forget(channel, last)
                 self.last_on[channel] = last
-                self.last_ids[key] = "0-0"
+                # Past anything of another epoch left there: not this run's to deliver.
+                self.last_ids[key] = items[0][0].decode() if items else "0-0"
         hub.issued = max(hub.issued, int(meta.get(b"last", 0)))
         # Faults in force: the control events of this epoch, replayed to the gate before
         # any client is here (what they do to connections touches nobody).
