@@ -530,6 +530,7 @@ class Engine:
                     "candidate_mps": m["candidate_mps"],
                     "reduction_rate": m["reduction_rate"],
                     "error_rate": m["error_rate"],
+                    "baseline_error_rate": m["baseline_error_rate"],
                     "baseline_series": m["baseline_series"],
                     "candidate_series": m["candidate_series"],
                 }
@@ -557,6 +558,7 @@ class Engine:
                 d.observe(t, eid, "baseline_mps", base),
                 d.observe(t, eid, "candidate_mps", cand),
                 d.observe(t, eid, "error_rate", m["error_rate"]),
+                d.observe(t, eid, "baseline_error_rate", m["baseline_error_rate"]),
             ]
             run_spp = spp.get(eid, (0.0, 0.0))
             if base and cand and run_spp[0] and run_spp[1]:
@@ -575,7 +577,7 @@ class Engine:
         return events
 
     def _anomaly(self, t: float, eid: str | None, f: Finding) -> Event:
-        if f.metric == "error_rate":
+        if f.metric.endswith("error_rate"):
             lo, hi = (float(f"{max(0.0, v):.3g}") for v in f.expected_range)
             actual: float | int = float(f"{f.actual_value:.3g}")
         else:

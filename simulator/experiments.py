@@ -59,7 +59,8 @@ class Effects:
     candidate_factor: float = 1.0
     baseline_cardinality: float = 1.0
     candidate_cardinality: float = 1.0
-    error_rate: float | None = None
+    error_rate: float | None = None  # the candidate's (what the experiment is judged on)
+    baseline_error_rate: float | None = None
 
 
 @dataclass
@@ -430,6 +431,12 @@ class ExperimentRun:
         cand = int(round(source * (1 - min(0.999, max(0.0, r_c))) * effects.candidate_factor))
         level = self.error_base if effects.error_rate is None else effects.error_rate
         error_rate = level * (1 + ERROR_NOISE * float(shocks[2]))
+        # The baseline's own error rate: its usual level with the same noise, or a surge
+        # aimed at it. Not what the experiment is judged on (the candidate's is).
+        level_b = (
+            self.error_base if effects.baseline_error_rate is None else effects.baseline_error_rate
+        )
+        baseline_error_rate = level_b * (1 + ERROR_NOISE * float(shocks[2]))
         reduction = 1 - cand / base if base > 0 else 0.0
         # Points the candidate lost (a sudden_drop on it) are data loss, not reduction:
         # judged on what the pipeline itself keeps, and counted against it.
@@ -442,6 +449,7 @@ class ExperimentRun:
             "candidate_mps": cand,
             "reduction_rate": round(reduction, 4),
             "error_rate": float(f"{error_rate:.3g}"),
+            "baseline_error_rate": float(f"{baseline_error_rate:.3g}"),
             "baseline_series": int(round(base * series_b * effects.baseline_cardinality)),
             "candidate_series": int(round(cand * series_c * effects.candidate_cardinality)),
         }

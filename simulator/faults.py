@@ -43,6 +43,7 @@ class GlobalEffects:
     group_mps: dict[str, float] = field(default_factory=dict)
     group_cardinality: dict[str, float] = field(default_factory=dict)
     error_rate: float | None = None
+    baseline_error_rate: float | None = None
     churn_per_hour: float = 0.0
     churn_downtime: float | None = None
 
@@ -83,7 +84,12 @@ def effects_at(
             if f.type == "cardinality_explosion":
                 glob.cardinality *= factor
             elif f.type == "error_surge":
-                glob.error_rate = max(glob.error_rate or 0.0, float(p["error_rate"]))
+                if p.get("variant", "candidate") == "baseline":
+                    glob.baseline_error_rate = max(
+                        glob.baseline_error_rate or 0.0, float(p["error_rate"])
+                    )
+                else:
+                    glob.error_rate = max(glob.error_rate or 0.0, float(p["error_rate"]))
             else:
                 glob.mps_factor *= factor
             continue
@@ -91,7 +97,12 @@ def effects_at(
         if eff is None:
             continue
         if f.type == "error_surge":
-            eff.error_rate = max(eff.error_rate or 0.0, float(p["error_rate"]))
+            if p.get("variant", "candidate") == "baseline":
+                eff.baseline_error_rate = max(
+                    eff.baseline_error_rate or 0.0, float(p["error_rate"])
+                )
+            else:
+                eff.error_rate = max(eff.error_rate or 0.0, float(p["error_rate"]))
         elif f.type == "cardinality_explosion":
             if p["variant"] == "baseline":
                 eff.baseline_cardinality *= factor
@@ -101,7 +112,9 @@ def effects_at(
             eff.baseline_factor *= factor
         else:
             eff.candidate_factor *= factor
-    if glob.error_rate is not None:
-        for eff in per.values():
+    for eff in per.values():
+        if glob.error_rate is not None:
             eff.error_rate = max(eff.error_rate or 0.0, glob.error_rate)
+        if glob.baseline_error_rate is not None:
+            eff.baseline_error_rate = max(eff.baseline_error_rate or 0.0, glob.baseline_error_rate)
     return glob, per

@@ -21,6 +21,7 @@ from simulator.clock import rfc3339
 
 EXPERIMENT_METRICS: tuple[str, ...] = (
     "error_rate",
+    "baseline_error_rate",
     "reduction_rate",
     "candidate_mps",
     "baseline_mps",

@@ -993,8 +993,13 @@ FAULT_TYPES: dict[str, FaultType] = {
         needs_duration=True,
     ),
     "error_surge": FaultType(
-        "The error rate jumps to `error_rate`.",
-        {"error_rate": Field(Number(0.0, 1.0), "The error rate while it lasts.", default=0.02)},
+        "The error rate of the variant (the candidate's is the experiment's `error_rate`, "
+        "the one it is judged on; the baseline's is `baseline_error_rate`) jumps to "
+        "`error_rate`.",
+        {
+            "error_rate": Field(Number(0.0, 1.0), "The error rate while it lasts.", default=0.02),
+            "variant": _variant(),
+        },
         target="global or experiment",
         needs_duration=True,
     ),

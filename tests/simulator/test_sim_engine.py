@@ -629,3 +629,24 @@ def test_a_drop_on_the_baseline_is_not_held_against_the_candidate():
     ).advance_to(START + 900)
     done = next(e.data for e in events if e.name == "experiment.completed")
     assert done["final_metrics"]["data_loss_rate"] == 0.0
+
+
+def test_an_error_surge_on_the_baseline_is_its_own_and_does_not_fail_the_candidate():
+    """Issue 11, item 10: error_surge on one variant. On the baseline it shows in
+    baseline_error_rate (and the detector sees it); the experiment, judged on the
+    candidate's error rate, runs on."""
+    sc = _loss_scenario(
+        "  - {at: 4m, type: error_surge, target: e1, duration: 1m,"
+        " params: {error_rate: 0.05, variant: baseline}}"
+    )
+    events = Engine(sc, seed=2, start=START).advance_to(START + 900)
+    during = [
+        e.data["experiments"]["e1"]
+        for e in events
+        if e.name == "metrics.update" and START + 250 <= e.time <= START + 290
+    ]
+    assert during and all(m["baseline_error_rate"] > 0.04 for m in during)
+    assert all(m["error_rate"] < 0.001 for m in during)
+    assert not [e for e in events if e.name == "experiment.failed"]
+    anomalies = [e.data["details"]["metric"] for e in events if e.name == "metrics.anomaly"]
+    assert "baseline_error_rate" in anomalies
