@@ -303,15 +303,13 @@ def _source(args: argparse.Namespace, config: Config) -> tuple[Any, Any]:
     return replay, SourceInfo("replay", replay.path.name)
 
 
-def _started(config: Config, state: dict[str, Any], role: str = "serving") -> None:
-    host = f"[{config.server.host}]" if ":" in config.server.host else config.server.host
-    base = f"{host}:{config.server.port}"
+def _started(config: Config, state: dict[str, Any]) -> None:
+    base = _address(config)
     # What a newcomer needs next: where the page and the socket are, and how to get a token.
     logging.getLogger("phoenix").info(
-        "%s scenario %s (seed %s, simulated time from %s, speed %g): page "
+        "serving scenario %s (seed %s, simulated time from %s, speed %g): page "
         "http://%s/ , WebSocket ws://%s/ws (the JWT goes in the `token` query parameter; "
         "print one with: %s token [--role admin])",
-        role,
         state["scenario"],
         state["seed"],
         state["simulated_time"],
@@ -320,6 +318,12 @@ def _started(config: Config, state: dict[str, Any], role: str = "serving") -> No
         base,
         _token_command(),
     )
+
+
+def _address(config: Config) -> str:
+    """host:port as it goes in a URL (an IPv6 address in brackets)."""
+    host = f"[{config.server.host}]" if ":" in config.server.host else config.server.host
+    return f"{host}:{config.server.port}"
 
 
 def _serve_workers(args: argparse.Namespace, config: Config) -> int:
@@ -394,17 +398,15 @@ def _gateway(args: argparse.Namespace) -> int:
     logs.configure(getattr(logging, args.log_level.upper()), args.log_format)
     asyncio.run(check_reachable(config.broker))
     app = create_gateway(config, args.index)
-    host = f"[{config.server.host}]" if ":" in config.server.host else config.server.host
+    base = _address(config)
     logging.getLogger("phoenix").info(
-        "gateway %d of namespace %r at %s: page http://%s:%d/ , WebSocket ws://%s:%d/ws "
+        "gateway %d of namespace %r at %s: page http://%s/ , WebSocket ws://%s/ws "
         "(print a token with: %s token)",
         args.index,
         config.broker.namespace,
         redact(config.broker.url),
-        host,
-        config.server.port,
-        host,
-        config.server.port,
+        base,
+        base,
         _token_command(),
     )
     return _run_app(app, config, reuse_port=args.reuse_port)

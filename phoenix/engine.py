@@ -220,10 +220,16 @@ class EngineNode:
     # --- the tasks ---------------------------------------------------------------
 
     async def run(self) -> None:
-        if not await self.claim():
+        try:
+            if await self.claim():  # else stopped while waiting: nothing of ours to give up
+                await self._serve()
+        finally:
             await self.r.aclose()
             await self.rb.aclose()
-            return
+        if self.taken_over:
+            raise SystemExit(1)
+
+    async def _serve(self) -> None:
         assert self.feed is not None
         control = LocalControl(lambda: self.feed, self.config.simulation)  # type: ignore[arg-type,return-value]
         tasks = [
@@ -241,7 +247,8 @@ class EngineNode:
             # Cancelled tasks, not a cancelled run(): a cancel can be lost inside a
             # redis-py call on Python 3.11, broker.cancel insists until they are done.
             await broker.cancel([*tasks, stop])
-            await self._leave()
+            if not self.taken_over:  # else the namespace, its state and lock are another's
+                await self._leave()
 
     def _taken_over(self, by: str) -> None:
         """Another engine owns the namespace now: stop, writing nothing more."""
@@ -264,18 +271,12 @@ class EngineNode:
         """On a clean stop: write what is left (briefly), then give the namespace up at
         once so that gateways say so and a new engine need not wait for the lock."""
         assert self.publisher is not None
-        if self.taken_over:  # the namespace, its state and its lock are another's now
-            await self.r.aclose()
-            await self.rb.aclose()
-            raise SystemExit(1)
         with contextlib.suppress(RedisError, OSError, TimeoutError, TakenOver):
             await asyncio.wait_for(self.publisher.flush(self.r, self.id), 2.0)
             pipe = self.r.pipeline(transaction=False)
             pipe.delete(self.keys.engine)
             pipe.eval(_RELEASE, 1, self.keys.lock, self.id)
             await asyncio.wait_for(pipe.execute(), 2.0)
-        await self.r.aclose()
-        await self.rb.aclose()
 
     async def _writer(self) -> None:
         publisher = self.publisher

@@ -36,7 +36,6 @@ from phoenix.feed import SourceInfo
 from phoenix.hub import Published
 from phoenix.keys import CONNECTIONS, FAULTS, HUB
 from phoenix.protocol import Close
-from simulator.clock import rfc3339
 from simulator.events import CHANNELS, CONTROL, Event
 
 log = logging.getLogger("phoenix.gateway")
@@ -256,7 +255,6 @@ class Link:
         self.last_on: dict[str, int] = {}
         self.lag_seconds = 0.0
         self.gaps = 0
-        self.epochs_seen = 0
         self.rejoin = False  # the epoch changed under us: read meta and history again
 
     @property
@@ -419,7 +417,6 @@ class Link:
             self._control(fields)
         self.last_ids[self.keys.ctl] = ctl[-1][0].decode() if ctl else "0-0"
         self.epoch = epoch
-        self.epochs_seen += 1
         log.info(
             "joined epoch %s of namespace %r: %d events of history, up to evt-%d",
             epoch,
@@ -503,7 +500,6 @@ class Link:
         the old run is no good to anyone, its faults end."""
         log.warning("engine restarted: epoch %s, ids from evt-%d; closing clients", epoch, base)
         self.epoch = epoch
-        self.epochs_seen += 1
         self.app[FAULTS].clear()
         self.app[HUB].new_epoch(base)
         for channel in CHANNELS:
@@ -554,9 +550,6 @@ class Link:
             "lag_events": self.lag_events,
             "lag_seconds": round(self.lag_seconds, 3),
         }
-
-    def simulated_time(self) -> str:
-        return rfc3339(self.feed.now())
 
 
 # Count a user's connections over the gateways that are alive (their heartbeat key

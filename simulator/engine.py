@@ -267,8 +267,7 @@ class Engine:
         # Faults name experiments as the scenario does (their spec ids), whatever run.
         glob, per = self._effects = effects_at(k, self._active, [r.spec.id for r in self.lab.runs])
         self.fleet.drift_step(self._drift_rng, k, t)
-        self.fleet.cardinality = glob.cardinality
-        self.fleet.set_group_effects(glob.group_mps, glob.group_cardinality)
+        self.fleet.set_effects(glob.cardinality, glob.group_mps, glob.group_cardinality)
         events += self._membership(k, t, glob)
         mps_int = self._mps_int = self.fleet.mps_int(glob.mps_factor)
         online = self.fleet.online

@@ -62,6 +62,7 @@ class FleetState:
         self.level = 1.0  # the daily cycle and trend, this tick
         self.cardinality: float | np.ndarray = 1.0  # series per point over the usual (faults)
         self.factor: float | np.ndarray = 1.0  # per agent, faults on a group of agents
+        self.bursting: np.ndarray | None = None  # per agent, this tick (None before one)
         # Which group of spec.groups each agent is in (-1: none); joiners are in none.
         self.group = np.full(spec.agents, -1, dtype=np.int64)
         first = 0
@@ -167,22 +168,23 @@ class FleetState:
             starts = self._traffic_rng.random(self.size) < traffic.bursts_per_agent_hour / 3600
             starts &= self.burst_until <= tick
             self.burst_until[starts] = tick + math.ceil(traffic.burst_duration)
-        self._bursting = self.burst_until > tick
+        self.bursting = self.burst_until > tick
 
     def mps(self, factor: float) -> np.ndarray:
         """Current rate per agent (offline agents included; mask with `online`)."""
         rate = self.base_mps * (1.0 + self.drift) * (factor * self.level) * self.factor
-        bursting = getattr(self, "_bursting", None)
+        bursting = self.bursting
         if bursting is not None and bursting.any():
             rate = np.where(bursting, rate * self.traffic.burst_factor, rate)
         return rate
 
-    def set_group_effects(self, mps: dict[str, float], cardinality: dict[str, float]) -> None:
-        """This tick's faults on groups: a rate and a series factor per agent."""
-        self.factor = self._per_agent(mps)
-        card = self._per_agent(cardinality)
-        base = self.cardinality if isinstance(self.cardinality, float) else 1.0
-        self.cardinality = base * card if not isinstance(card, float) else base
+    def set_effects(
+        self, cardinality: float, group_mps: dict[str, float], group_cardinality: dict[str, float]
+    ) -> None:
+        """This tick's faults: the fleet-wide series factor, and a rate and a series
+        factor per agent for faults on groups (a float while no group is hit)."""
+        self.factor = self._per_agent(group_mps)
+        self.cardinality = cardinality * self._per_agent(group_cardinality)
 
     def _per_agent(self, by_group: dict[str, float]) -> float | np.ndarray:
         if not by_group:

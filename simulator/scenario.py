@@ -924,6 +924,10 @@ class FaultType:
         return {name: f.default for name, f in self.params.items()}
 
 
+def _ramp(default: float) -> Field:
+    return Field(Duration(), "Time to reach the full factor, and to leave it.", default=default)
+
+
 def _variant() -> Field:
     return Field(
         Choice(("baseline", "candidate"), expect="'baseline' or 'candidate'"),
@@ -954,9 +958,7 @@ FAULT_TYPES: dict[str, FaultType] = {
             "factor": Field(
                 Number(0.0, 1.0, "a factor between 0 and 1"), "Rate multiplier.", default=0.3
             ),
-            "ramp": Field(
-                Duration(), "Time to reach the full factor, and to leave it.", default=5.0
-            ),
+            "ramp": _ramp(5.0),
             "variant": _variant(),
         },
         target="global or experiment",
@@ -968,9 +970,7 @@ FAULT_TYPES: dict[str, FaultType] = {
             "factor": Field(
                 Number(1.0, 1000.0, "a factor between 1 and 1000"), "Rate multiplier.", default=3.0
             ),
-            "ramp": Field(
-                Duration(), "Time to reach the full factor, and to leave it.", default=20.0
-            ),
+            "ramp": _ramp(20.0),
             "variant": _variant(),
         },
         target="global or experiment",
@@ -984,9 +984,7 @@ FAULT_TYPES: dict[str, FaultType] = {
                 "Series multiplier.",
                 default=5.0,
             ),
-            "ramp": Field(
-                Duration(), "Time to reach the full factor, and to leave it.", default=60.0
-            ),
+            "ramp": _ramp(60.0),
             "variant": _variant(),
         },
         target="global or experiment",

@@ -18,7 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,29 @@ class RedisServer:
         self.proc.send_signal(signal.SIGCONT)
 
 
+def wait_for(check: Callable[[], Any], timeout: float = 15.0) -> Any:
+    """What `check` returns, once it is something; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def run_phoenix(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`phoenix ARGS` to its end, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "phoenix", *args],
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def env(**extra: str) -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
     e["PHOENIX_JWT_SECRET"] = SECRET
@@ -150,15 +173,16 @@ class Node:
             body: dict[str, Any] = json.loads(r.read())
             return body
 
-    def wait_joined(self, timeout: float = TIMEOUT) -> dict[str, Any]:
-        """A gateway that answers and follows an engine's epoch."""
+    def wait_joined(self, timeout: float = TIMEOUT, engine: bool = True) -> dict[str, Any]:
+        """A gateway that answers and follows an epoch (and, with `engine`, whose engine
+        is up: without, an epoch written by hand will do)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"{self.role} exited: {self.stop()}")
             try:
                 body = self.health()
-                if body["broker"]["epoch"] and body["broker"]["engine"] == "up":
+                if body["broker"]["epoch"] and (not engine or body["broker"]["engine"] == "up"):
                     return body
             except (OSError, KeyError, ValueError):
                 pass

@@ -14,19 +14,8 @@ import urllib.request
 
 import aiohttp
 
-from .conftest import ROOT, START, RedisServer, env, free_port, token
+from .conftest import ROOT, START, RedisServer, env, free_port, run_phoenix, token
 from .wsclient import ALL, closed, events, subscribe
-
-
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "phoenix", *args],
-        cwd=ROOT,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_an_unreachable_broker_is_exit_2_with_what_to_fix() -> None:
@@ -36,19 +25,19 @@ def test_an_unreachable_broker_is_exit_2_with_what_to_fix() -> None:
         ["gateway", "--broker", nobody, "--port", str(free_port())],
         ["serve", "--workers", "2", "--broker", nobody, "--port", str(free_port())],
     ):
-        out = _run(*argv)
+        out = run_phoenix(*argv)
         assert out.returncode == 2, (argv, out.stderr)
         assert "cannot reach Redis at redis://127.0.0.1:" in out.stderr, out.stderr
         assert "redis-server" in out.stderr
 
 
 def test_a_wrong_broker_setting_refuses_to_start() -> None:
-    out = _run("gateway", "--broker", "http://127.0.0.1:6379")
+    out = run_phoenix("gateway", "--broker", "http://127.0.0.1:6379")
     assert out.returncode == 2
     assert "broker.url: expected a Redis URL such as redis://127.0.0.1:6379/0" in out.stderr
-    out = _run("serve", "--workers", "2")
+    out = run_phoenix("serve", "--workers", "2")
     assert out.returncode == 2 and "--workers: gateways need a broker" in out.stderr
-    out = _run("engine")
+    out = run_phoenix("engine")
     assert out.returncode == 2 and "--broker" in out.stderr
 
 

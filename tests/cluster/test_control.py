@@ -9,18 +9,8 @@ from typing import Any
 
 import aiohttp
 
-from .conftest import Cluster, Node, get_json, post_json, token
+from .conftest import Cluster, Node, get_json, post_json, token, wait_for
 from .wsclient import ALL, closed, events, frame, open_ws, subscribe
-
-
-def _wait(check: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 async def test_controls_work_on_any_gateway_and_every_gateway_answers_the_same(
@@ -34,7 +24,7 @@ async def test_controls_work_on_any_gateway_and_every_gateway_answers_the_same(
     status, state = await asyncio.to_thread(post_json, a.base + "/api/sim", {"action": "pause"})
     assert status == 200 and state["paused"] is True
     # B hears it from the engine within its next read of the engine's state.
-    on_b = await asyncio.to_thread(_wait, lambda: _paused(get_json(b.base + "/api/sim")))
+    on_b = await asyncio.to_thread(wait_for, lambda: _paused(get_json(b.base + "/api/sim")))
     assert on_b["simulated_time"] == state["simulated_time"]
     on_a = await asyncio.to_thread(get_json, a.base + "/api/sim")
     assert on_a == on_b

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 import urllib.request
 from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import Cluster, Node, get_json, post_json
+from .conftest import Cluster, Node, get_json, post_json, wait_for
 from .wsclient import ALL, closed, events, open_ws, subscribe
 
 
@@ -31,13 +30,7 @@ def _metric(node: Node, name: str) -> float:
 
 
 async def _until(check: Any, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await asyncio.to_thread(check)
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError("timed out")
+    return await asyncio.to_thread(wait_for, check, timeout)
 
 
 async def test_a_killed_gateways_clients_resume_on_another(cluster: Cluster) -> None:

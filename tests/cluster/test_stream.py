@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from typing import Any
 
 import aiohttp
 
-from .conftest import ROOT, START, Cluster, env, token
+from .conftest import START, Cluster, run_phoenix, token
 from .wsclient import ALL, events, open_ws, subscribe
 
 
@@ -45,28 +43,11 @@ async def test_every_gateway_sends_the_same_events_as_the_headless_run(cluster: 
 
 
 def _simulate(minutes: int) -> list[dict[str, Any]]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "phoenix",
-            "simulate",
-            "--scenario",
-            "demo",
-            "--seed",
-            "7",
-            "--start",
-            START,
-            "--duration",
-            f"{minutes}m",
-        ],
-        cwd=ROOT,
-        env=env(),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
+    out = run_phoenix(
+        *("simulate", "--scenario", "demo", "--seed", "7", "--start", START),
+        *("--duration", f"{minutes}m"),
     )
+    assert out.returncode == 0, out.stderr
     return [json.loads(line) for line in out.stdout.splitlines()]
 
 
@@ -136,7 +117,7 @@ async def test_a_backlog_longer_than_one_read_is_delivered_in_order(cluster: Clu
     keys = Keys(cluster.namespace)
     r.hset(keys.meta, mapping={"epoch": "e1", "base": 1, "last": 0})
     gw = cluster.start_gateway(0)
-    await asyncio.to_thread(_until_epoch, gw)
+    await asyncio.to_thread(gw.wait_joined, engine=False)
 
     def frame(pos: int, channel: str, name: str) -> bytes:
         return (
@@ -178,17 +159,3 @@ async def test_a_backlog_longer_than_one_read_is_delivered_in_order(cluster: Clu
     r.close()
     ids = [int(e["id"].removeprefix("evt-")) for e in got]
     assert ids == list(range(1, 9001)), "events out of order across channels"
-
-
-def _until_epoch(node: Any) -> None:
-    import time
-
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if node.health()["broker"]["epoch"]:
-                return
-        except (OSError, KeyError, ValueError):
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"gateway did not join: {node.stop()}")

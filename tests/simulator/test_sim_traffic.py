@@ -67,7 +67,7 @@ def test_agents_burst_now_and_then() -> None:
     bursting = 0
     for k in range(3600):
         engine.advance_to(START + k)
-        bursting += int(engine.fleet._bursting.sum())
+        bursting += int(engine.fleet.bursting.sum())
     # 20 agents, 2 bursts an hour each, 90 s each: about an agent-hour of bursts.
     assert 0.5 * 3600 < bursting < 1.6 * 3600, bursting
 
