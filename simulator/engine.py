@@ -159,7 +159,7 @@ class Engine:
             # A client names an experiment as the stream does ("exp-789-run2"); the
             # scenario's faults name it by its spec id.
             ids = {r.id: r.spec.id for r in self.lab.runs}
-            if fault.get("target") in ids:
+            if isinstance(fault.get("target"), str) and fault["target"] in ids:
                 fault = {**fault, "target": ids[fault["target"]]}
         self._injected.append(check_fault(fault, self.scenario, source="inject"))
 
@@ -267,7 +267,7 @@ class Engine:
         # Faults name experiments as the scenario does (their spec ids), whatever run.
         glob, per = self._effects = effects_at(k, self._active, [r.spec.id for r in self.lab.runs])
         self.fleet.drift_step(self._drift_rng, k, t)
-        self.fleet.set_effects(glob.cardinality, glob.group_mps, glob.group_cardinality)
+        self.fleet.set_effects(glob.cardinality, glob.set_mps, glob.set_cardinality)
         events += self._membership(k, t, glob)
         mps_int = self._mps_int = self.fleet.mps_int(glob.mps_factor)
         online = self.fleet.online
@@ -370,14 +370,17 @@ class Engine:
         events: list[Event] = []
         p = fault.params
         if fault.type == "agents_leave":
-            if fault.target != "global" and not fault.target.startswith(GROUP_PREFIX):
-                chosen = [self.fleet.ids.index(fault.target)]
+            target = fault.target
+            if isinstance(target, tuple):  # those listed that are online, all of them
+                listed = self.fleet.members(target)
+                chosen = sorted(listed[self.fleet.online[listed]].tolist())
+            elif target != "global" and not target.startswith(GROUP_PREFIX):  # one agent
+                chosen = [self.fleet.ids.index(target)]
                 chosen = [a for a in chosen if self.fleet.online[a]]
             else:
                 pool = np.flatnonzero(self.fleet.online)
-                if fault.target.startswith(GROUP_PREFIX):  # from that group, of its online
-                    group = self.fleet.in_group(fault.target.removeprefix(GROUP_PREFIX))
-                    pool = np.flatnonzero(self.fleet.online & group)
+                if target != "global":  # from that group, of its online
+                    pool = np.flatnonzero(self.fleet.online & self.fleet.mask(target))
                 count = int(p["count"])
                 if p["fraction"] > 0:
                     count = int(round(p["fraction"] * pool.size))

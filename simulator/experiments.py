@@ -19,7 +19,7 @@ import numpy as np
 from simulator.clock import rfc3339
 from simulator.cost import cost_per_second, money
 from simulator.events import Event
-from simulator.scenario import Experiment, Pipeline
+from simulator.scenario import GROUP_PREFIX, Experiment, Pipeline
 
 INIT_SECONDS = 8  # validate, branch, generate configs, create resources: 2 + 1 + 3 + 2 s
 ANALYSIS_SECONDS = 10
@@ -615,7 +615,9 @@ class Lab:
             run.baseline.template
         )
         if run.spec.group is not None:
-            capable &= self.fleet.in_group(run.spec.group)
+            capable &= self.fleet.mask(GROUP_PREFIX + run.spec.group)
+        elif run.spec.agent_ids is not None:
+            capable &= self.fleet.mask(run.spec.agent_ids)
         return capable
 
     def choose_agents(self, run: ExperimentRun, count: int) -> np.ndarray:

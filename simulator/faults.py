@@ -12,7 +12,8 @@ from typing import Any
 
 from simulator.clock import rfc3339
 from simulator.experiments import Effects
-from simulator.scenario import Fault
+from simulator.fleet import AgentSet
+from simulator.scenario import GROUP_PREFIX, Fault
 
 
 @dataclass
@@ -39,9 +40,10 @@ class ActiveFault:
 class GlobalEffects:
     mps_factor: float = 1.0
     cardinality: float = 1.0
-    # Per group of fleet.groups (target `group:<name>`): its agents' rate and series.
-    group_mps: dict[str, float] = field(default_factory=dict)
-    group_cardinality: dict[str, float] = field(default_factory=dict)
+    # Per set of agents a fault names (`group:<name>`, or a list of agent ids): their
+    # rate and their series.
+    set_mps: dict[AgentSet, float] = field(default_factory=dict)
+    set_cardinality: dict[AgentSet, float] = field(default_factory=dict)
     error_rate: float | None = None
     baseline_error_rate: float | None = None
     churn_per_hour: float = 0.0
@@ -74,13 +76,13 @@ def effects_at(
                 if item.end_tick is not None:
                     share = min(share, max(0.0, (item.end_tick - tick) / ramp))
                 factor = factor**share
-        if f.target.startswith("group:"):
-            name = f.target.removeprefix("group:")
-            into = glob.group_cardinality if f.type == "cardinality_explosion" else glob.group_mps
-            if f.type != "error_surge":
-                into[name] = into.get(name, 1.0) * factor
+        target = f.target
+        if isinstance(target, tuple) or target.startswith(GROUP_PREFIX):
+            # A set of agents (the scenario allows no error_surge on one).
+            into = glob.set_cardinality if f.type == "cardinality_explosion" else glob.set_mps
+            into[target] = into.get(target, 1.0) * factor
             continue
-        if f.target == "global":
+        if target == "global":
             if f.type == "cardinality_explosion":
                 glob.cardinality *= factor
             elif f.type == "error_surge":
@@ -93,7 +95,7 @@ def effects_at(
             else:
                 glob.mps_factor *= factor
             continue
-        eff = per.get(f.target)
+        eff = per.get(target)
         if eff is None:
             continue
         if f.type == "error_surge":

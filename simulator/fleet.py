@@ -14,8 +14,11 @@ from typing import Any
 import numpy as np
 
 from simulator.clock import rfc3339
+from simulator.scenario import GROUP_PREFIX, Traffic
 from simulator.scenario import Fleet as FleetSpec
-from simulator.scenario import Traffic
+
+# Agents a fault or an experiment names: "group:<name>", or a tuple of agent ids.
+AgentSet = str | tuple[str, ...]
 
 # Load drift per agent: an AR(1) around 1 with a slow memory, so sums over agents move
 # smoothly and the detector sees noise, not jumps. Shocks are clipped so tails stay
@@ -63,6 +66,7 @@ class FleetState:
         self.cardinality: float | np.ndarray = 1.0  # series per point over the usual (faults)
         self.factor: float | np.ndarray = 1.0  # per agent, faults on a group of agents
         self.bursting: np.ndarray | None = None  # per agent, this tick (None before one)
+        self._members: dict[AgentSet, np.ndarray] = {}  # see `members`
         # Which group of spec.groups each agent is in (-1: none); joiners are in none.
         self.group = np.full(spec.agents, -1, dtype=np.int64)
         first = 0
@@ -179,26 +183,45 @@ class FleetState:
         return rate
 
     def set_effects(
-        self, cardinality: float, group_mps: dict[str, float], group_cardinality: dict[str, float]
+        self,
+        cardinality: float,
+        set_mps: dict[AgentSet, float],
+        set_cardinality: dict[AgentSet, float],
     ) -> None:
         """This tick's faults: the fleet-wide series factor, and a rate and a series
-        factor per agent for faults on groups (a float while no group is hit)."""
-        self.factor = self._per_agent(group_mps)
-        self.cardinality = cardinality * self._per_agent(group_cardinality)
+        factor per agent for faults on sets of agents (a float while none is hit)."""
+        self.factor = self._per_agent(set_mps)
+        self.cardinality = cardinality * self._per_agent(set_cardinality)
 
-    def _per_agent(self, by_group: dict[str, float]) -> float | np.ndarray:
-        if not by_group:
+    def _per_agent(self, by_set: dict[AgentSet, float]) -> float | np.ndarray:
+        if not by_set:
             return 1.0
         out = np.ones(self.size)
-        for i, g in enumerate(self.spec.groups):
-            if g.name in by_group:
-                out[self.group == i] = by_group[g.name]
+        for agents, factor in by_set.items():
+            out[self.members(agents)] *= factor
         return out
 
-    def in_group(self, name: str) -> np.ndarray:
-        """Mask of the agents in the named group."""
-        index = next((i for i, g in enumerate(self.spec.groups) if g.name == name), -1)
-        return self.group == index if index >= 0 else np.zeros(self.size, dtype=bool)
+    def members(self, agents: AgentSet) -> np.ndarray:
+        """Indices of the agents a fault or an experiment names: `group:<name>` (a group
+        of fleet.groups) or a list of the starting agents' ids (the scenario checked
+        them). Fixed once the fleet exists (joiners are in no group), so kept."""
+        out = self._members.get(agents)
+        if out is None:
+            if isinstance(agents, tuple):
+                # agent-<prefix>-<number>, the number counting from 1
+                out = np.array([int(a.rsplit("-", 1)[1]) - 1 for a in agents], dtype=np.int64)
+            else:
+                name = agents.removeprefix(GROUP_PREFIX)
+                index = next((i for i, g in enumerate(self.spec.groups) if g.name == name), -1)
+                out = np.flatnonzero(self.group == index) if index >= 0 else np.zeros(0, np.int64)
+            self._members[agents] = out
+        return out
+
+    def mask(self, agents: AgentSet) -> np.ndarray:
+        """The same as a mask over the fleet."""
+        out = np.zeros(self.size, dtype=bool)
+        out[self.members(agents)] = True
+        return out
 
     def series(self, mps_int: np.ndarray) -> np.ndarray:
         """Active series per agent at these rates: its own series per point."""

@@ -184,6 +184,7 @@ class Experiment:
     agents: int = 15
     rollback: bool = True
     deployment: Deployment = field(default_factory=Deployment)
+    agent_ids: tuple[str, ...] | None = None  # placed on these agents only (`agents` of them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +192,8 @@ class Fault:
     type: str
     at: float  # from the start, or from `after`'s event
     duration: float
-    target: str
+    # "global", an experiment's id, an agent's id, "group:<name>", or a list of agent ids
+    target: str | tuple[str, ...]
     params: dict[str, Any]
     every: float | None = None  # repeats this often (from its first time)
     times: int | None = None  # this many times in all (None: until the run ends)
@@ -492,6 +494,55 @@ class Text(Spec):
         if self.max_length is not None:
             out["maxLength"] = self.max_length
         return out
+
+
+@dataclass(frozen=True)
+class AgentIds(Spec):
+    """A list of agent ids, each once (whether they are the fleet's is a cross-field
+    check: the fleet is read after)."""
+
+    def check(self, checker: _Checker, path: Where, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not value:
+            raise checker.fail(path, f"expected a non-empty list of agent ids, got {_show(value)}")
+        if len(value) > MAX_AGENTS:
+            raise checker.fail(path, f"expected at most {MAX_AGENTS} agent ids")
+        seen: set[str] = set()
+        for i, item in enumerate(value):
+            agent = Text().check(checker, path + (i,), item)
+            if agent in seen:
+                raise checker.fail(path + (i,), f"{_show(agent)} is listed twice")
+            seen.add(agent)
+        return tuple(value)
+
+    def json_schema(self) -> dict[str, Any]:
+        return {
+            "type": "array",
+            "items": Text().json_schema(),
+            "minItems": 1,
+            "maxItems": MAX_AGENTS,
+            "uniqueItems": True,
+        }
+
+
+@dataclass(frozen=True)
+class OneOrAgents(Spec):
+    """One value of `single`, or a list of agent ids instead."""
+
+    single: Spec
+    expect: str  # what `single` takes, for the message when neither fits
+
+    def check(self, checker: _Checker, path: Where, value: Any) -> Any:
+        if isinstance(value, list):
+            return AgentIds().check(checker, path, value)
+        try:
+            return self.single.check(checker, path, value)
+        except ScenarioError:
+            raise checker.fail(
+                path, f"expected {self.expect} or a list of agent ids, got {_show(value)}"
+            ) from None
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"anyOf": [self.single.json_schema(), AgentIds().json_schema()]}
 
 
 @dataclass(frozen=True)
@@ -879,21 +930,21 @@ class ListOf(Spec):
 
 # What a fault may aim at, by type.
 Target = Literal["none", "global", "global or experiment", "experiment", "global or agent"]
-# Faults that may hit a group of agents (`target: group:<name>`): their rates, their
-# series, or the group's agents leaving.
+# Faults that may hit a set of agents (`target: group:<name>`, or a list of agent ids):
+# their rates, their series, or some of them leaving.
 GROUP_FAULTS = frozenset({"sudden_drop", "spike", "cardinality_explosion", "agents_leave"})
 
 TARGET_DOCS: dict[str, str] = {
     "global": "Only `global` (the default): the whole fleet.",
     "global or experiment": (
-        "An experiment id, `group:<name>` (a group of fleet.groups; not for "
-        "error_surge), or `global` (the default): the whole fleet."
+        "An experiment id, `group:<name>` (a group of fleet.groups) or a list of agent "
+        "ids (neither for error_surge), or `global` (the default): the whole fleet."
     ),
     "experiment": "The id of the experiment.",
     "global or agent": (
         "`global` (the default): agents drawn at random; `group:<name>`: drawn from that "
-        "group of fleet.groups; or one agent's id, such as agent-prod-app-001 "
-        "(`agent-<hostname>`)."
+        "group of fleet.groups; one agent's id, such as agent-prod-app-001 "
+        "(`agent-<hostname>`); or a list of agent ids: those of them online."
     ),
 }
 
@@ -1154,9 +1205,9 @@ FAULT_FIELDS: dict[str, Field] = {
         default=0,
     ),
     "target": Field(
-        Text(),
-        "What it hits, by type: an experiment id, an agent id or global. Delivery faults "
-        "take none.",
+        OneOrAgents(Text(), "a non-empty string"),
+        "What it hits, by type: an experiment id, an agent id, `group:<name>`, a list of "
+        "agent ids, or global. Delivery faults take none.",
     ),
     "params": Field(Mapping({}), "The type's parameters (each has a default).", nullable=True),
     "every": Field(
@@ -1219,7 +1270,7 @@ class FaultSpec(Spec):
         if "target" in m:
             if kind.target == "none":
                 raise checker.fail(path + ("target",), f"a '{ftype}' fault has no target")
-            target = Text().check(checker, path + ("target",), m["target"])
+            target = FAULT_FIELDS["target"].spec.check(checker, path + ("target",), m["target"])
         elif kind.target == "experiment":
             raise checker.fail(
                 path + ("target",), f"a fault of type '{ftype}' needs a target (an experiment id)"
@@ -1511,8 +1562,10 @@ EXPERIMENT = Mapping(
             default="60s",
         ),
         "agents": Field(
-            Integer(1, MAX_AGENTS, f"a number of agents from 1 to {MAX_AGENTS}"),
-            "Agents both variants are deployed to (at most the fleet's).",
+            OneOrAgents(Integer(1, MAX_AGENTS), f"a number of agents from 1 to {MAX_AGENTS}"),
+            "Agents both variants are deployed to: how many (at most the fleet's), chosen "
+            "among those that can run both pipelines, or a list of agent ids (those of "
+            "them that can).",
             default=15,
         ),
         "rollback": Field(Boolean(), "Roll back when the experiment fails.", default=True),
@@ -1750,8 +1803,16 @@ class _Checker:
             start_at = e["create_at"] if e["start_at"] is None else e["start_at"]
             if start_at < e["create_at"]:
                 raise self.fail(path + ("start_at",), "must not be before create_at")
+            agent_ids = None
+            if isinstance(e["agents"], tuple):
+                agent_ids = e["agents"]
+                self.agent_ids(path + ("agents",), agent_ids, fleet)
+                if e["group"] is not None:
+                    raise self.fail(
+                        path + ("group",), "give either a group or a list of agents, not both"
+                    )
             # Only a number the file gives: the default asks for what the fleet has.
-            if "agents" in e.given and e["agents"] > fleet.agents:
+            elif "agents" in e.given and e["agents"] > fleet.agents:
                 raise self.fail(
                     path + ("agents",),
                     f"the fleet has only {fleet.agents} agents, got {e['agents']}",
@@ -1777,9 +1838,10 @@ class _Checker:
                     max_data_loss=e["max_data_loss"],
                     group=e["group"],
                     abort_after=e["abort_after"],
-                    agents=e["agents"],
+                    agents=e["agents"] if agent_ids is None else len(agent_ids),
                     rollback=e["rollback"],
                     deployment=Deployment(**e["deployment"]),
+                    agent_ids=agent_ids,
                 )
             )
         return tuple(out)
@@ -1808,6 +1870,15 @@ class _Checker:
         if kind.target == "none":
             return Fault(ftype, f["at"], f["duration"], "", f["params"], **repeat)
         target = "global" if f["target"] is None else f["target"]
+        if isinstance(target, tuple):
+            if ftype not in GROUP_FAULTS:
+                raise self.fail(
+                    path + ("target",),
+                    f"a list of agents is a target of {', '.join(sorted(GROUP_FAULTS))} "
+                    f"only, not of '{ftype}'",
+                )
+            self.agent_ids(path + ("target",), target, fleet)
+            return Fault(ftype, f["at"], f["duration"], target, f["params"], **repeat)
         if target.startswith(GROUP_PREFIX) and ftype in GROUP_FAULTS:
             name = target.removeprefix(GROUP_PREFIX)
             if fleet.group_of(name) is None:
@@ -1863,6 +1934,16 @@ class _Checker:
             scope,
             conditions,
         )
+
+    def agent_ids(self, path: tuple[Any, ...], ids: tuple[str, ...], fleet: Fleet) -> None:
+        """Each of a list of agent ids is one of the fleet's starting agents."""
+        for i, agent in enumerate(ids):
+            if not _is_agent(fleet, agent):
+                raise self.fail(
+                    path + (i,),
+                    f"expected an agent id such as '{_agent_id(fleet, 1)}' (from 1 to "
+                    f"{fleet.agents}), got {_show(agent)}",
+                )
 
 
 def _agent_id(fleet: Fleet, number: int) -> str:

@@ -236,3 +236,30 @@ async def test_api_fault_injection_auth_and_validation(server: Server) -> None:
     assert "takes no faults" in (await resp.json())["error"]
     assert server.app[FAULTS].active() == []
     assert server.app[FEED].paused
+
+
+async def test_a_fault_on_a_list_of_agents_through_the_api(aiohttp_client) -> None:
+    from phoenix.app import create_app
+    from phoenix.sources import scenario_source
+
+    from .conftest import make_config
+
+    source, info = scenario_source("demo", 7, "2024-01-20T10:00:00Z")
+    client = await aiohttp_client(create_app(make_config(simulation={"speed": 20}), source, info))
+    admin = {"Authorization": f"Bearer {token('root', role='admin')}"}
+    listed = ["agent-prod-app-001", "agent-prod-app-150"]
+    body = {"type": "spike", "duration": "10m", "target": listed, "params": {"factor": 2}}
+    resp = await client.post("/api/sim/faults", json=body, headers=admin)
+    assert resp.status == 202, await resp.text()
+    deadline = time.monotonic() + TIMEOUT
+    faults: list[dict] = []
+    while not faults and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)  # the fault takes effect at the next tick
+        state = await (await client.get("/api/sim", headers=admin)).json()
+        faults = [f for f in state["faults"] if f["fault"] == "spike"]
+    assert [f["target"] for f in faults] == [listed]
+    bad = {**body, "target": ["agent-prod-app-001", "agent-prod-app-151"]}
+    resp = await client.post("/api/sim/faults", json=bad, headers=admin)
+    assert resp.status == 400
+    error = (await resp.json())["error"]
+    assert "target[1]" in error and "'agent-prod-app-151'" in error, error

@@ -43,6 +43,7 @@ from simulator.scenario import (
     ListOf,
     Mapping,
     Number,
+    OneOrAgents,
     ScenarioError,
     Spec,
     Start,
@@ -284,6 +285,10 @@ def _bad(spec: Spec) -> list[Any]:
         if isinstance(spec.name, Choice):
             out += [["nope"], {"nope": 1}]
         return out
+    if isinstance(spec, OneOrAgents):
+        # A list is a list of agent ids here, so the single value's wrong lists are not.
+        alone = [v for v in _bad(spec.single) if not isinstance(v, list)]
+        return [*alone, [], [5], [""], ["a", "a"], {"a": 1}]
     if isinstance(spec, Mapping):
         return [5, "x", [1]]
     if isinstance(spec, ListOf):
