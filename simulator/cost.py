@@ -1,18 +1,38 @@
-"""Cost formulas: what a rate of data points costs per hour, and money rounding.
+"""Cost formulas: what a rate of data points (and, optionally, a number of active
+series) costs per hour, and money rounding.
 
-cost per hour = mps x 3600 / 1e6 x price per million points. With the default price
-(exactly 1/12 USD) 1,250,000 mps costs 375.00 USD per hour, as in the API reference.
+Points: cost per hour = mps x 3600 / 1e6 x price per million points. With the default
+price (exactly 1/12 USD) 1,250,000 mps costs 375.00 USD per hour, as in the API reference.
+
+Series: vendors that bill active series quote a price per 1,000 series a month; an hour
+is a 720th of it (the platform's convention: monthly = hourly x 720). The default price is
+0, so by default cost follows points alone, as the reference's figures do; a scenario that
+sets one makes a cardinality explosion cost money, and fixing it save some.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 
-def cost_per_hour(mps: float, price_per_million: float) -> float:
-    return mps * 3600.0 / 1e6 * price_per_million
+HOURS_PER_MONTH = 720.0
 
 
-def cost_per_second(mps: float, price_per_million: float) -> float:
-    return mps / 1e6 * price_per_million
+@dataclass(frozen=True, slots=True)
+class Prices:
+    per_million_points: float
+    per_thousand_series: float = 0.0  # USD a month
+
+    def per_hour(self, mps: float, series: float = 0.0) -> float:
+        points = mps * 3600.0 / 1e6 * self.per_million_points
+        if not self.per_thousand_series:
+            return points  # exactly the points' formula (the reference's figures)
+        return points + series / 1000.0 * self.per_thousand_series / HOURS_PER_MONTH
+
+    def per_second(self, mps: float, series: float = 0.0) -> float:
+        points = mps / 1e6 * self.per_million_points
+        if not self.per_thousand_series:
+            return points
+        return points + series / 1000.0 * self.per_thousand_series / (HOURS_PER_MONTH * 3600.0)
 
 
 def money(usd: float) -> float:
@@ -22,26 +42,29 @@ def money(usd: float) -> float:
 
 def cost_update(
     total_mps: int,
-    contributions: list[tuple[str, float]],
-    price_per_million: float,
+    total_series: float,
+    contributions: list[tuple[str, float, float]],
+    prices: Prices,
 ) -> dict[str, object]:
     """The cost.update figures, rounded so they add up exactly at two decimals.
 
-    Each contribution (experiment id, saved mps) is rounded first; savings are their sum
-    and optimized = baseline - savings, so a client can check the arithmetic.
+    Each contribution (experiment id, saved mps, saved series) is priced and rounded
+    first; savings are their sum and optimized = baseline - savings, so a client can
+    check the arithmetic.
 
     A contribution is never negative (a candidate that, say, spikes above its baseline
     saves nothing; it does not add cost), and savings never exceed the baseline: if the
-    contributions claim more points than the fleet sends (a spiking baseline variant),
-    they are scaled down to it, and a cent left over by rounding comes off the largest.
+    contributions claim more than the fleet costs (a spiking baseline variant), they are
+    scaled down to it, and a cent left over by rounding comes off the largest.
     So 0 <= savings <= baseline and 0 <= optimized <= baseline always.
     """
-    baseline = money(cost_per_hour(total_mps, price_per_million))
-    saved_mps = [max(0.0, saved) for _, saved in contributions]
-    claimed = sum(saved_mps)
-    if claimed > total_mps:
-        saved_mps = [s * total_mps / claimed for s in saved_mps]
-    amounts = [money(cost_per_hour(saved, price_per_million)) for saved in saved_mps]
+    whole = prices.per_hour(total_mps, total_series)
+    baseline = money(whole)
+    saved = [max(0.0, prices.per_hour(mps, series)) for _, mps, series in contributions]
+    claimed = sum(saved)
+    if claimed > whole:
+        saved = [s * whole / claimed for s in saved]
+    amounts = [money(s) for s in saved]
     excess = round(sum(amounts) - baseline, 2)
     while excess > 0 and amounts:
         i = max(range(len(amounts)), key=lambda j: amounts[j])
@@ -50,7 +73,7 @@ def cost_update(
         excess = round(excess - cut, 2)
     items = [
         {"experiment_id": exp_id, "contribution_usd": usd}
-        for (exp_id, _), usd in zip(contributions, amounts, strict=True)
+        for (exp_id, _, _), usd in zip(contributions, amounts, strict=True)
     ]
     savings = money(sum(amounts))
     return {

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from simulator.clock import Periodic, format_duration, rfc3339
-from simulator.cost import cost_update
+from simulator.cost import Prices, cost_update
 from simulator.detector import Detector, Finding
 from simulator.events import CONTROL, Event
 from simulator.experiments import ExperimentRun, Lab
@@ -112,6 +112,7 @@ class Engine:
         self._heartbeat = scenario.intervals.heartbeat
         self._metrics_clock = Periodic(scenario.intervals.metrics)
         self._cost_clock = Periodic(scenario.intervals.cost)
+        self._prices = Prices(scenario.price_per_million_points, scenario.price_per_thousand_series)
         self._detector = Detector()
         self._rules = RuleBook(scenario.alerts, after.alerts if after else 0)
         # Scheduled faults by tick, then scenario order: (tick, order, occurrence, fault).
@@ -271,10 +272,9 @@ class Engine:
         events += self._membership(k, t, glob)
         mps_int = self._mps_int = self.fleet.mps_int(glob.mps_factor)
         online = self.fleet.online
-        price = self.scenario.price_per_million_points
         for run in self.lab.runs:
             happened = run.tick(
-                k, t, self.start, self.lab, mps_int, online, per[run.spec.id], price
+                k, t, self.start, self.lab, mps_int, online, per[run.spec.id], self._prices
             )
             if self._waiting:
                 self._follow(run.spec.id, happened, k)
@@ -635,18 +635,19 @@ class Engine:
 
     def _cost(self, t: float, n: int, mps_int: np.ndarray) -> list[Event]:
         online = self.fleet.online
-        active: list[tuple[ExperimentRun, float]] = []
+        active: list[tuple[ExperimentRun, tuple[float, float]]] = []  # mps, series saved
         for run in self.lab.runs:
             # Analyzing: the candidate still runs on its agents while the results are
             # read, so it still saves (its last measured rate); savings must not dip to
             # zero for those seconds, as if a cost incident, before the winner is promoted.
             if run.status in ("running", "analyzing") and run.metrics:
-                saved = run.metrics["baseline_mps"] - run.metrics["candidate_mps"]
-                active.append((run, float(saved)))
+                m = run.metrics
+                saved = m["baseline_mps"] - m["candidate_mps"]
+                active.append((run, (float(saved), m["baseline_series"] - m["candidate_series"])))
             elif run.status == "completed" and run.winner == "candidate":
-                active.append((run, run.promoted_saving(mps_int, online)))
+                active.append((run, run.promoted_saving(mps_int, online, self.fleet)))
             elif run.status == "deploying":
-                active.append((run, run.rollout_saving(self._tick, mps_int, online)))
+                active.append((run, run.rollout_saving(self._tick, mps_int, online, self.fleet)))
         # An agent shared by several optimizations (too few free agents when one was
         # placed) has its traffic reduced once, not once per optimization: each of them
         # claims its share of that agent's points.
@@ -654,20 +655,24 @@ class Engine:
         for run, _ in active:
             agents = run.agents
             users[agents[online[agents]]] += 1
-        contributions: list[tuple[str, float]] = []
-        for run, saved in active:
+        contributions: list[tuple[str, float, float]] = []
+        for run, (saved, saved_series) in active:
             agents = run.agents
             agents = agents[online[agents]]
             if agents.size and users[agents].max() > 1:
                 weights = mps_int[agents].astype(float)
                 total = float(weights.sum())
                 if total > 0:
-                    saved *= float((weights / users[agents]).sum()) / total
-            contributions.append((run.id, saved))
+                    share = float((weights / users[agents]).sum()) / total
+                    saved, saved_series = saved * share, saved_series * share
+            contributions.append((run.id, saved, saved_series))
+        # Series cost money only at a price (0 by default): then the fleet's series
+        # are counted, as metrics.update's total_series counts them.
+        series = 0.0
+        if self._prices.per_thousand_series:
+            series = float(self.fleet.series(mps_int)[online].sum())
         data = {
             "timestamp": rfc3339(t),
-            **cost_update(
-                int(mps_int[online].sum()), contributions, self.scenario.price_per_million_points
-            ),
+            **cost_update(int(mps_int[online].sum()), series, contributions, self._prices),
         }
         return [Event(t, "cost-flow", "cost.update", data) for _ in range(n)]

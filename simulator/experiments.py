@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from simulator.clock import rfc3339
-from simulator.cost import cost_per_second, money
+from simulator.cost import Prices, money
 from simulator.events import Event
 from simulator.scenario import GROUP_PREFIX, Experiment, Pipeline
 
@@ -202,6 +202,28 @@ class ExperimentRun:
             "rollback_initiated": self.rollback_initiated,
         }
 
+    def series_kept(
+        self, live: np.ndarray, mps_int: np.ndarray, fleet: Any
+    ) -> tuple[int, tuple[float, float], tuple[float, float]]:
+        """For the traffic of these (online) agents: its rate, the series per point each
+        pipeline (baseline, candidate) usually passes on, and what it passes on now."""
+        source = int(mps_int[live].sum())
+        # Series per point of these agents' traffic (weighted by their rates), times
+        # what each pipeline keeps of the series it lets through (TEMPLATE_SERIES).
+        usual = mps_int[live] * fleet.series_ratio[live]
+        ratio = float(usual.sum()) / source if source else 0.0
+        usual_b = ratio * TEMPLATE_SERIES.get(self.baseline.template, 1.0)
+        usual_c = ratio * TEMPLATE_SERIES.get(self.candidate.template, 1.0)
+        # An explosion on some of its agents (a fault on a group) reaches it as their
+        # mean growth; each pipeline passes it on as much as it keeps series (top-k caps
+        # it: that is how an experiment fixes one).
+        card = fleet.cardinality
+        if not isinstance(card, float):
+            card = float((usual * card[live]).sum() / usual.sum()) if usual.sum() else 1.0
+        series_b = usual_b * card ** TEMPLATE_EXPLOSION.get(self.baseline.template, 1.0)
+        series_c = usual_c * card ** TEMPLATE_EXPLOSION.get(self.candidate.template, 1.0)
+        return source, (usual_b, usual_c), (series_b, series_c)
+
     # -- lifecycle, one tick at a time
 
     def tick(
@@ -213,7 +235,7 @@ class ExperimentRun:
         mps_int: np.ndarray,
         online: np.ndarray,
         effects: Effects,
-        price: float,
+        prices: Prices,
     ) -> list[Event]:
         spec = self.spec
         out: list[Event] = []
@@ -245,9 +267,9 @@ class ExperimentRun:
             if self.status == "running":
                 # Measured from the tick it starts: that tick's metrics.update and
                 # cost.update include it (no one-tick gap after experiment.started).
-                out += self._running(tick, t, mps_int, online, effects, price, lab)
+                out += self._running(tick, t, mps_int, online, effects, prices, lab)
         elif self.status == "running":
-            out += self._running(tick, t, mps_int, online, effects, price, lab)
+            out += self._running(tick, t, mps_int, online, effects, prices, lab)
         elif self.status == "analyzing" and tick >= self.phase_until:
             out += self._conclude(t)
         elif self.status == "failed" and self.rollback_initiated and tick >= self.phase_until:
@@ -399,7 +421,7 @@ class ExperimentRun:
         mps_int: np.ndarray,
         online: np.ndarray,
         effects: Effects,
-        price: float,
+        prices: Prices,
         lab: Lab,
     ) -> list[Event]:
         rng = self.model_rng
@@ -409,22 +431,8 @@ class ExperimentRun:
         self.jitter_c = JITTER_PHI * self.jitter_c + keep * float(shocks[1])
         agents = self.agents
         live = agents[online[agents]]
-        source = int(mps_int[live].sum())
-        # Series per point of these agents' traffic (weighted by their rates), times
-        # what each pipeline keeps of the series it lets through (TEMPLATE_SERIES).
-        usual = mps_int[live] * lab.fleet.series_ratio[live]
-        ratio = float(usual.sum()) / source if source else 0.0
-        usual_b = ratio * TEMPLATE_SERIES.get(self.baseline.template, 1.0)
-        usual_c = ratio * TEMPLATE_SERIES.get(self.candidate.template, 1.0)
-        self.series_per_point = (usual_b, usual_c)  # for the detector: what is usual
-        # An explosion on some of its agents (a fault on a group) reaches it as their
-        # mean growth; each pipeline passes it on as much as it keeps series (top-k caps
-        # it: that is how an experiment fixes one).
-        card = lab.fleet.cardinality
-        if not isinstance(card, float):
-            card = float((usual * card[live]).sum() / usual.sum()) if usual.sum() else 1.0
-        series_b = usual_b * card ** TEMPLATE_EXPLOSION.get(self.baseline.template, 1.0)
-        series_c = usual_c * card ** TEMPLATE_EXPLOSION.get(self.candidate.template, 1.0)
+        source, usual, (series_b, series_c) = self.series_kept(live, mps_int, lab.fleet)
+        self.series_per_point = usual  # for the detector: what is usual
         r_b = self.reduction_b + (self.jitter_b if self.baseline.noise else 0.0)
         r_c = self.reduction_c + (self.jitter_c if self.candidate.noise else 0.0)
         base = int(round(source * (1 - min(0.999, max(0.0, r_b))) * effects.baseline_factor))
@@ -457,7 +465,9 @@ class ExperimentRun:
         self.reduction_sum += judged
         self.error_sum += error_rate
         self.loss_sum += loss
-        self.cost_saved += cost_per_second(base - cand, price)
+        self.cost_saved += prices.per_second(
+            base - cand, self.metrics["baseline_series"] - self.metrics["candidate_series"]
+        )
         out: list[Event] = []
         # Either limit exceeded for abort_after fails the run: errors, or lost data.
         self.above_since = _since(self.above_since, error_rate > self.spec.max_error_rate, t)
@@ -564,22 +574,34 @@ class ExperimentRun:
                 dep.status = "stopped"
         return [self.updated(t)]
 
-    def rollout_saving(self, tick: int, mps_int: np.ndarray, online: np.ndarray) -> float:
-        """mps saved while the candidate is deployed: only on the agents where its
-        deployment has completed, so savings ramp up with the rollout."""
+    def rollout_saving(
+        self, tick: int, mps_int: np.ndarray, online: np.ndarray, fleet: Any
+    ) -> tuple[float, float]:
+        """mps and series saved while the candidate is deployed: only on the agents where
+        its deployment has completed, so savings ramp up with the rollout."""
         cand = next((d for d in self.deployments if d.variant == "candidate"), None)
         if cand is None or self.slots.size != cand.total:
-            return 0.0
+            return 0.0, 0.0
         done = (cand.done_tick <= tick) & ~cand.fails
         agents = self.slots[done]
-        source = float(mps_int[agents][online[agents]].sum())
-        return source * max(0.0, self.reduction_c - self.reduction_b)
+        source, _, (series_b, series_c) = self.series_kept(agents[online[agents]], mps_int, fleet)
+        kept_b, kept_c = source * (1 - self.reduction_b), source * (1 - self.reduction_c)
+        return source * max(0.0, self.reduction_c - self.reduction_b), (
+            kept_b * series_b - kept_c * series_c
+        )
 
-    def promoted_saving(self, mps_int: np.ndarray, online: np.ndarray) -> float:
-        """mps a promoted candidate keeps saving on its agents after the experiment."""
+    def promoted_saving(
+        self, mps_int: np.ndarray, online: np.ndarray, fleet: Any
+    ) -> tuple[float, float]:
+        """mps and series a promoted candidate keeps saving on its agents after the
+        experiment (at the reduction it was measured at)."""
         agents = self.agents
-        source = float(mps_int[agents][online[agents]].sum())
-        return source * (1 - self.reduction_b) * (self.final_metrics or {})["total_reduction"]
+        source, _, (series_b, series_c) = self.series_kept(agents[online[agents]], mps_int, fleet)
+        kept_b = source * (1 - self.reduction_b)
+        reduction = (self.final_metrics or {})["total_reduction"]
+        return float(source) * (1 - self.reduction_b) * reduction, (
+            kept_b * series_b - kept_b * (1 - reduction) * series_c
+        )
 
 
 class Lab:

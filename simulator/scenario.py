@@ -248,6 +248,7 @@ class Scenario:
     alerts: tuple[AlertRule, ...]
     source: str = "<string>"
     traffic: Traffic = field(default_factory=Traffic)
+    price_per_thousand_series: float = 0.0  # USD a month (simulator/cost.py)
 
     def pipeline(self, pipeline_id: str) -> Pipeline:
         return next(p for p in self.pipelines if p.id == pipeline_id)
@@ -1672,6 +1673,13 @@ SCENARIO = Mapping(
             "USD per million data points ingested.",
             default=DEFAULT_PRICE_PER_MILLION,
         ),
+        "price_per_thousand_series": Field(
+            Number(0.0, MAX_PRICE, f"a price in USD between 0 and {MAX_PRICE:g}"),
+            "USD per 1,000 active series a month (720 hours), on top of the points: "
+            "cost then follows cardinality, so an explosion costs money and fixing it "
+            "saves some. 0 (the default): points alone, as in the API reference.",
+            default=0.0,
+        ),
         "fleet": Field(FLEET, "The agents.", default={}, nullable=True),
         "pipelines": Field(
             ListOf(PIPELINE), "Pipelines experiments can compare.", default=[], nullable=True
@@ -1749,6 +1757,7 @@ class _Checker:
             alerts=alerts,
             source=self.source,
             traffic=Traffic(**top["traffic"]),
+            price_per_thousand_series=top["price_per_thousand_series"],
         )
 
     def groups(self, items: list[Values], agents: int) -> tuple[Group, ...]:
