@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from simulator.clock import Periodic, format_duration, rfc3339
 from simulator.cost import Prices, cost_update
 from simulator.detector import Detector, Finding
 from simulator.events import CONTROL, Event
-from simulator.experiments import ExperimentRun, Lab
+from simulator.experiments import ExperimentRun, Lab, Promotion
 from simulator.faults import ActiveFault, GlobalEffects, effects_at
 from simulator.fleet import FleetState
 from simulator.rules import Alert, RuleBook
@@ -50,6 +50,9 @@ class Continuation:
     alerts: int  # alert ids handed out so far
     faults: int  # fault ids handed out so far
     online: frozenset[str]  # agent ids online when the last run ended
+    # Candidates promoted so far and still deployed: they go on saving (cost.update
+    # lists them) until the same experiment of a later run is promoted in their place.
+    promotions: tuple[Promotion, ...] = ()
 
 
 class Engine:
@@ -92,7 +95,12 @@ class Engine:
             self.start,
             np.random.default_rng(traffic_ss),
         )
-        self.lab = Lab(self.fleet, scenario.intervals.progress, after.deployments if after else 0)
+        self.lab = Lab(
+            self.fleet,
+            scenario.intervals.progress,
+            after.deployments if after else 0,
+            after.promotions if after else (),
+        )
         # One child stream per experiment, by position: adding agents or other streams
         # never shifts an experiment's randomness.
         for spec, ss in zip(
@@ -214,6 +222,11 @@ class Engine:
             faults=self._faults_started,
             online=frozenset(
                 i for i, on in zip(self.fleet.ids, self.fleet.online, strict=True) if on
+            ),
+            # On the starting agents only: hosts that joined are not in the next run.
+            promotions=tuple(
+                replace(p, agents=p.agents[p.agents < self.scenario.fleet.agents])
+                for p in self.lab.promotions()
             ),
         )
 
@@ -635,37 +648,52 @@ class Engine:
 
     def _cost(self, t: float, n: int, mps_int: np.ndarray) -> list[Event]:
         online = self.fleet.online
-        active: list[tuple[ExperimentRun, tuple[float, float]]] = []  # mps, series saved
+        # (experiment id, its agents, the agents it claims savings on, (mps, series)
+        # saved): promoted candidates (an earlier run's first), then live experiments.
+        active: list[tuple[str, np.ndarray, np.ndarray, tuple[float, float]]] = []
+        for p in self.lab.standing():
+            active.append((p.id, p.agents, p.agents, p.saving(mps_int, online, self.fleet)))
         for run in self.lab.runs:
+            promoted = run.promotion()
+            if promoted is not None:
+                pair = promoted.saving(mps_int, online, self.fleet)
+                active.append((run.id, promoted.agents, promoted.agents, pair))
+                continue
             # Analyzing: the candidate still runs on its agents while the results are
             # read, so it still saves (its last measured rate); savings must not dip to
             # zero for those seconds, as if a cost incident, before the winner is promoted.
             if run.status in ("running", "analyzing") and run.metrics:
                 m = run.metrics
-                saved = m["baseline_mps"] - m["candidate_mps"]
-                active.append((run, (float(saved), m["baseline_series"] - m["candidate_series"])))
-            elif run.status == "completed" and run.winner == "candidate":
-                active.append((run, run.promoted_saving(mps_int, online, self.fleet)))
+                pair = (
+                    float(m["baseline_mps"] - m["candidate_mps"]),
+                    m["baseline_series"] - m["candidate_series"],
+                )
             elif run.status == "deploying":
-                active.append((run, run.rollout_saving(self._tick, mps_int, online, self.fleet)))
+                pair = run.rollout_saving(self._tick, mps_int, online, self.fleet)
+            else:
+                continue
+            agents = claimed = run.agents
+            prior = self.lab.predecessor(run)
+            if prior is not None:
+                # Re-testing its earlier promotion's agents: what they save is still
+                # that promotion's until this run is promoted in its place.
+                claimed = agents[~np.isin(agents, prior.agents)]
+            active.append((run.id, agents, claimed, pair))
         # An agent shared by several optimizations (too few free agents when one was
         # placed) has its traffic reduced once, not once per optimization: each of them
         # claims its share of that agent's points.
         users = np.zeros(self.fleet.size, dtype=np.int64)
-        for run, _ in active:
-            agents = run.agents
-            users[agents[online[agents]]] += 1
+        for _, _, claimed, _ in active:
+            users[claimed[online[claimed]]] += 1
         contributions: list[tuple[str, float, float]] = []
-        for run, (saved, saved_series) in active:
-            agents = run.agents
-            agents = agents[online[agents]]
-            if agents.size and users[agents].max() > 1:
-                weights = mps_int[agents].astype(float)
-                total = float(weights.sum())
+        for exp_id, agents, claimed, (saved, saved_series) in active:
+            agents, claimed = agents[online[agents]], claimed[online[claimed]]
+            if agents.size and (claimed.size < agents.size or users[claimed].max() > 1):
+                total = float(mps_int[agents].sum())
                 if total > 0:
-                    share = float((weights / users[agents]).sum()) / total
+                    share = float((mps_int[claimed] / users[claimed]).sum()) / total
                     saved, saved_series = saved * share, saved_series * share
-            contributions.append((run.id, saved, saved_series))
+            contributions.append((exp_id, saved, saved_series))
         # Series cost money only at a price (0 by default): then the fleet's series
         # are counted, as metrics.update's total_series counts them.
         series = 0.0

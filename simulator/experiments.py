@@ -100,6 +100,55 @@ class DeploymentRun:
         }
 
 
+def series_kept(
+    baseline: Pipeline, candidate: Pipeline, live: np.ndarray, mps_int: np.ndarray, fleet: Any
+) -> tuple[int, tuple[float, float], tuple[float, float]]:
+    """For the traffic of these (online) agents: its rate, the series per point each
+    pipeline (baseline, candidate) usually passes on, and what it passes on now."""
+    source = int(mps_int[live].sum())
+    # Series per point of these agents' traffic (weighted by their rates), times what
+    # each pipeline keeps of the series it lets through (TEMPLATE_SERIES).
+    usual = mps_int[live] * fleet.series_ratio[live]
+    ratio = float(usual.sum()) / source if source else 0.0
+    usual_b = ratio * TEMPLATE_SERIES.get(baseline.template, 1.0)
+    usual_c = ratio * TEMPLATE_SERIES.get(candidate.template, 1.0)
+    # An explosion on some of its agents (a fault on a group) reaches it as their mean
+    # growth; each pipeline passes it on as much as it keeps series (top-k caps it: that
+    # is how an experiment fixes one).
+    card = fleet.cardinality
+    if not isinstance(card, float):
+        card = float((usual * card[live]).sum() / usual.sum()) if usual.sum() else 1.0
+    series_b = usual_b * card ** TEMPLATE_EXPLOSION.get(baseline.template, 1.0)
+    series_c = usual_c * card ** TEMPLATE_EXPLOSION.get(candidate.template, 1.0)
+    return source, (usual_b, usual_c), (series_b, series_c)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """A candidate an experiment promoted: deployed on its agents for good, saving what
+    it was measured to save. It outlives its run of the scenario (simulation.loop): the
+    fleet goes on running it until the same experiment of a later run is promoted."""
+
+    id: str  # the experiment's id in its run (exp-789, exp-789-run2)
+    spec_id: str  # the scenario's experiment
+    agents: np.ndarray
+    baseline: Pipeline
+    candidate: Pipeline
+    reduction_b: float  # the baseline pipeline's own reduction on these agents
+    reduction: float  # the candidate's, against the baseline's: total_reduction
+
+    def saving(self, mps_int: np.ndarray, online: np.ndarray, fleet: Any) -> tuple[float, float]:
+        """mps and series it saves now, on its online agents."""
+        agents = self.agents
+        source, _, (series_b, series_c) = series_kept(
+            self.baseline, self.candidate, agents[online[agents]], mps_int, fleet
+        )
+        kept_b = source * (1 - self.reduction_b)
+        return float(source) * (1 - self.reduction_b) * self.reduction, (
+            kept_b * series_b - kept_b * (1 - self.reduction) * series_c
+        )
+
+
 @dataclass
 class ExperimentRun:
     spec: Experiment
@@ -201,28 +250,6 @@ class ExperimentRun:
             "error": self.error,
             "rollback_initiated": self.rollback_initiated,
         }
-
-    def series_kept(
-        self, live: np.ndarray, mps_int: np.ndarray, fleet: Any
-    ) -> tuple[int, tuple[float, float], tuple[float, float]]:
-        """For the traffic of these (online) agents: its rate, the series per point each
-        pipeline (baseline, candidate) usually passes on, and what it passes on now."""
-        source = int(mps_int[live].sum())
-        # Series per point of these agents' traffic (weighted by their rates), times
-        # what each pipeline keeps of the series it lets through (TEMPLATE_SERIES).
-        usual = mps_int[live] * fleet.series_ratio[live]
-        ratio = float(usual.sum()) / source if source else 0.0
-        usual_b = ratio * TEMPLATE_SERIES.get(self.baseline.template, 1.0)
-        usual_c = ratio * TEMPLATE_SERIES.get(self.candidate.template, 1.0)
-        # An explosion on some of its agents (a fault on a group) reaches it as their
-        # mean growth; each pipeline passes it on as much as it keeps series (top-k caps
-        # it: that is how an experiment fixes one).
-        card = fleet.cardinality
-        if not isinstance(card, float):
-            card = float((usual * card[live]).sum() / usual.sum()) if usual.sum() else 1.0
-        series_b = usual_b * card ** TEMPLATE_EXPLOSION.get(self.baseline.template, 1.0)
-        series_c = usual_c * card ** TEMPLATE_EXPLOSION.get(self.candidate.template, 1.0)
-        return source, (usual_b, usual_c), (series_b, series_c)
 
     # -- lifecycle, one tick at a time
 
@@ -431,7 +458,9 @@ class ExperimentRun:
         self.jitter_c = JITTER_PHI * self.jitter_c + keep * float(shocks[1])
         agents = self.agents
         live = agents[online[agents]]
-        source, usual, (series_b, series_c) = self.series_kept(live, mps_int, lab.fleet)
+        source, usual, (series_b, series_c) = series_kept(
+            self.baseline, self.candidate, live, mps_int, lab.fleet
+        )
         self.series_per_point = usual  # for the detector: what is usual
         r_b = self.reduction_b + (self.jitter_b if self.baseline.noise else 0.0)
         r_c = self.reduction_c + (self.jitter_c if self.candidate.noise else 0.0)
@@ -584,34 +613,59 @@ class ExperimentRun:
             return 0.0, 0.0
         done = (cand.done_tick <= tick) & ~cand.fails
         agents = self.slots[done]
-        source, _, (series_b, series_c) = self.series_kept(agents[online[agents]], mps_int, fleet)
+        source, _, (series_b, series_c) = series_kept(
+            self.baseline, self.candidate, agents[online[agents]], mps_int, fleet
+        )
         kept_b, kept_c = source * (1 - self.reduction_b), source * (1 - self.reduction_c)
         return source * max(0.0, self.reduction_c - self.reduction_b), (
             kept_b * series_b - kept_c * series_c
         )
 
-    def promoted_saving(
-        self, mps_int: np.ndarray, online: np.ndarray, fleet: Any
-    ) -> tuple[float, float]:
-        """mps and series a promoted candidate keeps saving on its agents after the
-        experiment (at the reduction it was measured at)."""
-        agents = self.agents
-        source, _, (series_b, series_c) = self.series_kept(agents[online[agents]], mps_int, fleet)
-        kept_b = source * (1 - self.reduction_b)
-        reduction = (self.final_metrics or {})["total_reduction"]
-        return float(source) * (1 - self.reduction_b) * reduction, (
-            kept_b * series_b - kept_b * (1 - reduction) * series_c
+    def promotion(self) -> Promotion | None:
+        """Its candidate, once promoted (completed, the candidate the winner)."""
+        if self.status != "completed" or self.winner != "candidate":
+            return None
+        return Promotion(
+            self.id,
+            self.spec.id,
+            self.agents,
+            self.baseline,
+            self.candidate,
+            self.reduction_b,
+            (self.final_metrics or {})["total_reduction"],
         )
 
 
 class Lab:
     """What experiments share: deployment ids, agent choice and reassignment."""
 
-    def __init__(self, fleet: Any, progress_interval: float, deployments: int = 0) -> None:
+    def __init__(
+        self,
+        fleet: Any,
+        progress_interval: float,
+        deployments: int = 0,
+        carried: tuple[Promotion, ...] = (),
+    ) -> None:
         self.fleet = fleet
         self.progress_interval = progress_interval
         self.runs: list[ExperimentRun] = []
         self._deployments = deployments  # ids handed out before (an earlier run's)
+        self._carried = carried  # earlier runs' promotions, still deployed
+
+    def standing(self) -> list[Promotion]:
+        """Earlier runs' promoted candidates still deployed: each until this run's same
+        experiment is promoted in its place."""
+        replaced = {run.spec.id for run in self.runs if run.promotion() is not None}
+        return [p for p in self._carried if p.spec_id not in replaced]
+
+    def promotions(self) -> list[Promotion]:
+        """Every promoted candidate deployed now (what the next run takes over)."""
+        mine = [p for p in (run.promotion() for run in self.runs) if p is not None]
+        return self.standing() + mine
+
+    def predecessor(self, run: ExperimentRun) -> Promotion | None:
+        """The promotion an earlier run of the same experiment left deployed."""
+        return next((p for p in self._carried if p.spec_id == run.spec.id), None)
 
     @property
     def deployments_issued(self) -> int:
@@ -622,13 +676,17 @@ class Lab:
         return f"dep-{self._deployments}"
 
     def busy(self, exclude: ExperimentRun | None = None) -> np.ndarray:
-        """Agents already carrying a live experiment or a promoted candidate."""
+        """Agents already carrying a live experiment or a promoted candidate (other than
+        `exclude` and its own earlier promotion)."""
         mask = np.zeros(self.fleet.size, dtype=bool)
         for run in self.runs:
             if run is exclude:
                 continue
             if run.status in LIVE or (run.status == "completed" and run.winner == "candidate"):
                 mask[run.slots] = True
+        for p in self._carried:
+            if exclude is None or p.spec_id != exclude.spec.id:
+                mask[p.agents] = True
         return mask
 
     def _capable(self, run: ExperimentRun) -> np.ndarray:
@@ -644,12 +702,23 @@ class Lab:
 
     def choose_agents(self, run: ExperimentRun, count: int) -> np.ndarray:
         capable = self._capable(run)
+        prior = self.predecessor(run)
+        again = np.zeros(0, dtype=np.int64)
+        if prior is not None:
+            # The same experiment in a later run re-tests its earlier promotion's agents
+            # in place: the fleet's savings then go on with no step, whether it is
+            # promoted in its place or fails and leaves the earlier one running.
+            again = prior.agents[capable[prior.agents]][:count]
+            capable[again] = False
+            count -= again.size
+            if count == 0:
+                return np.sort(again)
         # Prefer agents no other experiment uses, so savings are never counted twice.
         free = np.flatnonzero(capable & ~self.busy(run))
         pool = free if free.size >= count else np.flatnonzero(capable)
-        if pool.size <= count:
-            return pool
-        return np.sort(run.deploy_rng.choice(pool, size=count, replace=False))
+        if pool.size > count:
+            pool = run.deploy_rng.choice(pool, size=count, replace=False)
+        return np.sort(np.concatenate([again, pool])) if again.size else np.sort(pool)
 
     def reassign(self, agent: int) -> tuple[int, list[ExperimentRun]]:
         """Move a departing agent's tasks to other agents; returns (tasks, experiments)."""

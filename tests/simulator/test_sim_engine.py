@@ -575,6 +575,41 @@ def test_a_scenario_run_again_gives_new_entities_new_ids(name):
     assert bool(failed) == bool([e for e in one if e.name == "experiment.failed"])
 
 
+def test_a_promoted_candidate_goes_on_saving_across_a_loop():
+    """A loop is one fleet going on: exp-789's winning candidate stays deployed, so the
+    second run's cost.update starts with its savings (no drop to zero at the loop), and
+    exp-789-run2 re-tests the same agents; once it is promoted, exp-789 gives way."""
+    sc = load_scenario("demo")
+    first = Engine(sc, seed=7, start=START)
+    one = first.advance_to(first.end)
+    won = next(e.data for e in one if e.name == "experiment.completed")
+    assert won["id"] == "exp-789" and won["winner"] == "candidate"
+    (promoted,) = first.lab.promotions()
+    second = Engine(sc, seed=7, start=first.end + 1, after=first.continuation())
+    two = second.advance_to(second.end)
+    third = Engine(sc, seed=7, start=second.end + 1, after=second.continuation())
+    three = third.advance_to(third.start + 120)
+
+    def costs(events):
+        return [e.data for e in events if e.name == "cost.update"]
+
+    last = costs(one)[-1]["savings_per_hour"]
+    after_loop = costs(two)
+    assert after_loop[0]["savings_per_hour"] == pytest.approx(last, rel=0.15)
+    assert min(d["savings_per_hour"] for d in after_loop) > 0.5 * last
+    assert [o["experiment_id"] for o in after_loop[0]["active_optimizations"]] == ["exp-789"]
+    run2 = next(r for r in second.lab.runs if r.id == "exp-789-run2")
+    # The same agents (those its earlier promotion still runs on), topped up to its count.
+    assert set(promoted.agents.tolist()) <= set(run2.slots.tolist())
+    done = next(e for e in two if e.name == "experiment.completed")
+    assert done.data["id"] == "exp-789-run2" and done.data["winner"] == "candidate"
+    final = costs(two)[-1]["active_optimizations"]
+    assert [o["experiment_id"] for o in final] == ["exp-789-run2"]
+    # The third run starts from the second's promotion, not the first's.
+    assert [o["experiment_id"] for o in costs(three)[0]["active_optimizations"]] == ["exp-789-run2"]
+    assert min(d["savings_per_hour"] for d in costs(three)) > 0.5 * last
+
+
 def _loss_scenario(faults: str):
     return _small(
         "  - {id: e1, baseline: base, candidate: cand, duration: 5m, agents: 10,"
