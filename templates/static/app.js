@@ -479,7 +479,7 @@
         .map(([k, v]) => k + "=" + v)
         .join(", ");
       const until = f.ends ? " until " + String(f.ends).slice(11, 19) : "";
-      const item = el("li", null, String(f.fault) + until + (params ? " · " + params : ""));
+      const item = el("li", null, faultLabel(f.fault, f.target) + until + (params ? " · " + params : ""));
       item.prepend(badge("fault"), " ");
       list.append(item);
     }
@@ -847,8 +847,15 @@
     touch("markers");
   }
 
+  // A fault's target as a presenter reads it: a list of agents by its first few.
+  function targetLabel(target) {
+    if (!Array.isArray(target)) return String(target);
+    const shown = target.slice(0, 3).join(", ");
+    return target.length > 3 ? target.length + " agents (" + shown + ", ...)" : shown;
+  }
+
   function faultLabel(what, target) {
-    return String(what) + (target && target !== "global" ? " on " + target : "");
+    return String(what) + (target && target !== "global" ? " on " + targetLabel(target) : "");
   }
 
   // A marker from an event (live, or from the server's history).
@@ -2243,9 +2250,12 @@
     const payload = { type: type };
     const target = $("fault-target").value.trim();
     const duration = $("fault-duration").value.trim();
-    if (target && !delivery) payload.target = target;
+    // "agent-a, agent-b": a list of agents (the server checks each one).
+    if (target && !delivery) {
+      payload.target = target.includes(",") ? target.split(",").map((a) => a.trim()).filter(Boolean) : target;
+    }
     if (duration) payload.duration = duration;
-    control(payload, () => "Fault injected: " + type + (payload.target ? " on " + payload.target : "") + ".", "/api/sim/faults");
+    control(payload, () => "Fault injected: " + faultLabel(type, payload.target) + ".", "/api/sim/faults");
   });
 
   // --- channel switches and the experiment filter -----------------------------------------------

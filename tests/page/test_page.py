@@ -189,6 +189,27 @@ def test_an_injected_fault_shows_while_it_lasts(page: Any, server: Any) -> None:
     ]
 
 
+def test_a_fault_on_a_list_of_agents_from_the_form(page: Any, server: Any) -> None:
+    open_page(page, server)
+    page.locator("#token-input").fill(server.token("admin"))
+    page.get_by_role("button", name="Use token").click()
+    page.locator("#fault-type").select_option("spike")
+    page.locator("#fault-target").fill("agent-prod-app-001, agent-prod-app-007")
+    page.locator("#fault-duration").fill("5m")
+    page.get_by_role("button", name="Inject").click()
+    expect(page.locator("#control-status")).to_contain_text(
+        "Fault injected: spike on agent-prod-app-001, agent-prod-app-007."
+    )
+    # The simulation takes it at its next tick; the list shows it with its agents.
+    expect(page.locator("#sim-faults")).to_contain_text(
+        "spike on agent-prod-app-001, agent-prod-app-007", timeout=15_000
+    )
+    (spike,) = [
+        f for f in server.api("/api/sim", server.token())["faults"] if f["fault"] == "spike"
+    ]
+    assert spike["target"] == ["agent-prod-app-001", "agent-prod-app-007"]
+
+
 def test_keyboard_alone_can_switch_a_channel(page: Any, server: Any) -> None:
     sent: list[dict[str, Any]] = []
     page.on("websocket", lambda ws: ws.on("framesent", lambda f: sent.append(json.loads(f))))
