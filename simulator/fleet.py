@@ -33,6 +33,7 @@ MEMORY_AT_CAPACITY = 40.0  # % memory added at full capacity (of series), over i
 MEMORY_TAU = 600.0  # seconds: memory follows load slowly (caches, buffers)
 SERIES_MEMORY_EXPONENT = 0.6  # 4x the series takes 2.3x the memory
 HEADROOM_SPREAD = 0.25  # sigma of the log-normal around the scenario's headroom
+MEMBER_SETS_KEPT = 64  # groups and agent lists resolved to indices, kept for reuse
 DEGRADED_CPU = 85.0
 DEGRADED_MEMORY = 90.0
 UNHEALTHY = 97.0  # % CPU or memory
@@ -64,7 +65,7 @@ class FleetState:
         self._traffic_rng = traffic_rng or np.random.default_rng(0)
         self.level = 1.0  # the daily cycle and trend, this tick
         self.cardinality: float | np.ndarray = 1.0  # series per point over the usual (faults)
-        self.factor: float | np.ndarray = 1.0  # per agent, faults on a group of agents
+        self.factor: float | np.ndarray = 1.0  # per agent, faults on sets of agents
         self.bursting: np.ndarray | None = None  # per agent, this tick (None before one)
         self._members: dict[AgentSet, np.ndarray] = {}  # see `members`
         # Which group of spec.groups each agent is in (-1: none); joiners are in none.
@@ -214,6 +215,8 @@ class FleetState:
                 name = agents.removeprefix(GROUP_PREFIX)
                 index = next((i for i, g in enumerate(self.spec.groups) if g.name == name), -1)
                 out = np.flatnonzero(self.group == index) if index >= 0 else np.zeros(0, np.int64)
+            if len(self._members) >= MEMBER_SETS_KEPT:
+                self._members.clear()  # injected faults may name ever new lists
             self._members[agents] = out
         return out
 

@@ -174,13 +174,22 @@ def test_no_horizontal_scroll(page: Any, server: Any, width: int, tmp_path: Path
     page.screenshot(path=str(tmp_path / f"page-{width}.png"), full_page=True)
 
 
-def test_an_injected_fault_shows_while_it_lasts(page: Any, server: Any) -> None:
+def inject_from_the_form(
+    page: Any, server: Any, fault: str, duration: str, target: str | None = None
+) -> None:
+    """As an admin would: the page open, an admin token in, the fault form sent."""
     open_page(page, server)
     page.locator("#token-input").fill(server.token("admin"))
     page.get_by_role("button", name="Use token").click()
-    page.locator("#fault-type").select_option("latency")
-    page.locator("#fault-duration").fill("2m")
+    page.locator("#fault-type").select_option(fault)
+    if target is not None:
+        page.locator("#fault-target").fill(target)
+    page.locator("#fault-duration").fill(duration)
     page.get_by_role("button", name="Inject").click()
+
+
+def test_an_injected_fault_shows_while_it_lasts(page: Any, server: Any) -> None:
+    inject_from_the_form(page, server, "latency", "2m")
     faults = page.locator("#sim-faults")
     expect(faults).to_contain_text("latency")
     expect(faults).to_contain_text("delay_ms=200")
@@ -190,13 +199,7 @@ def test_an_injected_fault_shows_while_it_lasts(page: Any, server: Any) -> None:
 
 
 def test_a_fault_on_a_list_of_agents_from_the_form(page: Any, server: Any) -> None:
-    open_page(page, server)
-    page.locator("#token-input").fill(server.token("admin"))
-    page.get_by_role("button", name="Use token").click()
-    page.locator("#fault-type").select_option("spike")
-    page.locator("#fault-target").fill("agent-prod-app-001, agent-prod-app-007")
-    page.locator("#fault-duration").fill("5m")
-    page.get_by_role("button", name="Inject").click()
+    inject_from_the_form(page, server, "spike", "5m", "agent-prod-app-001, agent-prod-app-007")
     expect(page.locator("#control-status")).to_contain_text(
         "Fault injected: spike on agent-prod-app-001, agent-prod-app-007."
     )
