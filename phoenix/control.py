@@ -168,7 +168,11 @@ class LocalControl:
             inject(body)
         except ScenarioError as exc:
             raise ControlError(exc.field, exc.problem) from None
-        log.warning("fault injected: %s", body)
+        # What and where, not the body: a list of agents may be 100,000 ids long.
+        target = body.get("target", "-")
+        if isinstance(target, list):
+            target = f"{len(target)} agents"
+        log.warning("fault injected: %s on %s", body["type"], target)
         return {"status": "accepted", "fault": body, "starts": "at the next simulated tick"}
 
 

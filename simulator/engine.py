@@ -50,9 +50,11 @@ class Continuation:
     alerts: int  # alert ids handed out so far
     faults: int  # fault ids handed out so far
     online: frozenset[str]  # agent ids online when the last run ended
-    # Candidates promoted so far and still deployed: they go on saving (cost.update
-    # lists them) until the same experiment of a later run is promoted in their place.
-    promotions: tuple[Promotion, ...] = ()
+    # Candidates promoted so far and still deployed, each with its agents' ids: they go
+    # on saving (cost.update lists them) until the same experiment of a later run is
+    # promoted in their place. By id, as `online`: the next run's fleet is built anew,
+    # from a scenario file that may have changed in between.
+    promotions: tuple[tuple[Promotion, tuple[str, ...]], ...] = ()
 
 
 class Engine:
@@ -99,7 +101,7 @@ class Engine:
             self.fleet,
             scenario.intervals.progress,
             after.deployments if after else 0,
-            after.promotions if after else (),
+            self._adopt(after.promotions) if after else (),
         )
         # One child stream per experiment, by position: adding agents or other streams
         # never shifts an experiment's randomness.
@@ -223,12 +225,31 @@ class Engine:
             online=frozenset(
                 i for i, on in zip(self.fleet.ids, self.fleet.online, strict=True) if on
             ),
-            # On the starting agents only: hosts that joined are not in the next run.
             promotions=tuple(
-                replace(p, agents=p.agents[p.agents < self.scenario.fleet.agents])
+                (p, tuple(self.fleet.ids[a] for a in p.agents.tolist()))
                 for p in self.lab.promotions()
             ),
         )
+
+    def _adopt(
+        self, carried: tuple[tuple[Promotion, tuple[str, ...]], ...]
+    ) -> tuple[Promotion, ...]:
+        """The last run's promotions that still fit this run: the same experiment with
+        the same pipelines, on those of its agents this fleet has (hosts that joined
+        are not in it). Any other is dropped, not guessed at."""
+        index = {agent: i for i, agent in enumerate(self.fleet.ids)}
+        out = []
+        for p, agent_ids in carried:
+            spec = next((e for e in self.scenario.experiments if e.id == p.spec_id), None)
+            if spec is None or (
+                self.scenario.pipeline(spec.baseline),
+                self.scenario.pipeline(spec.candidate),
+            ) != (p.baseline, p.candidate):
+                continue
+            agents = np.array([index[a] for a in agent_ids if a in index], dtype=np.int64)
+            if agents.size:
+                out.append(replace(p, agents=agents))
+        return tuple(out)
 
     def timeline(self) -> list[dict[str, Any]]:
         """What the scenario schedules in this run, in time order, each with whether it

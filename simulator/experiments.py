@@ -312,7 +312,12 @@ class ExperimentRun:
         out = [self.updated(t)]
         chosen = lab.choose_agents(self, self.spec.agents)
         if chosen.size == 0:
-            return out + self._fail(tick, t, f"No agent can run pipeline '{self.candidate.id}'")
+            among = " among its listed agents" if self.spec.agent_ids is not None else ""
+            if self.spec.group is not None:
+                among = f" in group '{self.spec.group}'"
+            return out + self._fail(
+                tick, t, f"No online agent{among} can run pipeline '{self.candidate.id}'"
+            )
         self.slots = chosen
         self.in_use = np.ones(chosen.size, dtype=bool)
         # The pipelines' true behaviour on this traffic, drawn as they are deployed: it
@@ -684,7 +689,7 @@ class Lab:
                 continue
             if run.status in LIVE or (run.status == "completed" and run.winner == "candidate"):
                 mask[run.slots] = True
-        for p in self._carried:
+        for p in self.standing():
             if exclude is None or p.spec_id != exclude.spec.id:
                 mask[p.agents] = True
         return mask

@@ -938,8 +938,9 @@ GROUP_FAULTS = frozenset({"sudden_drop", "spike", "cardinality_explosion", "agen
 TARGET_DOCS: dict[str, str] = {
     "global": "Only `global` (the default): the whole fleet.",
     "global or experiment": (
-        "An experiment id, `group:<name>` (a group of fleet.groups) or a list of agent "
-        "ids (neither for error_surge), or `global` (the default): the whole fleet."
+        "An experiment id; an agent id, `group:<name>` (a group of fleet.groups) or a "
+        "list of agent ids (none of these for error_surge); or `global` (the default): "
+        "the whole fleet."
     ),
     "experiment": "The id of the experiment.",
     "global or agent": (
@@ -1054,8 +1055,9 @@ FAULT_TYPES: dict[str, FaultType] = {
         needs_duration=True,
     ),
     "agents_leave": FaultType(
-        "Random agents (or `fraction` of the online fleet, or the target agent) disconnect; "
-        "they come back after `duration` (never without one).",
+        "`count` random agents (or `fraction` of the online fleet), from the target group "
+        "if one is given, or the target agents that are online, disconnect; they come "
+        "back after `duration` (never without one).",
         {
             "count": _agent_count("How many agents leave."),
             "fraction": Field(
@@ -1326,6 +1328,8 @@ class FaultSpec(Spec):
                 then["target"] = {"description": TARGET_DOCS["global"], "const": "global"}
             else:
                 then["target"] = {"description": TARGET_DOCS[kind.target]}
+                if name not in GROUP_FAULTS:  # one name, never a list of agents
+                    then["target"]["type"] = "string"
                 if kind.target != "experiment":
                     then["target"]["default"] = "global"
             needs = ["duration"] if kind.needs_duration else []
@@ -1903,6 +1907,11 @@ class _Checker:
             what = (
                 "an experiment id" if kind.target == "experiment" else "global or an experiment id"
             )
+            if ftype in GROUP_FAULTS:
+                if target not in allowed and _is_agent(fleet, target):
+                    # One agent: a list of one (what it hits is the same).
+                    return Fault(ftype, f["at"], f["duration"], (target,), f["params"], **repeat)
+                what = "global, an experiment id, an agent id, group:<name> or a list of agent ids"
             if target not in allowed:
                 raise self.fail(
                     path + ("target",),

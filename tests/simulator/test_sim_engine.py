@@ -8,7 +8,7 @@ import pytest
 
 from simulator import CHANNELS, CONTROL, FILTER_KEYS, Engine, ScenarioError, load_scenario
 from simulator.clock import parse_rfc3339
-from simulator.scenario import bundled_scenarios
+from simulator.scenario import bundled_scenarios, parse_scenario, scenarios_dir
 
 START = parse_rfc3339("2024-01-20T10:00:00Z")
 ALL_EVENTS = {
@@ -608,6 +608,28 @@ def test_a_promoted_candidate_goes_on_saving_across_a_loop():
     # The third run starts from the second's promotion, not the first's.
     assert [o["experiment_id"] for o in costs(three)[0]["active_optimizations"]] == ["exp-789-run2"]
     assert min(d["savings_per_hour"] for d in costs(three)) > 0.5 * last
+
+
+def test_a_loop_takes_over_only_the_promotions_that_fit_the_reloaded_scenario():
+    """The loop reads the scenario file again, which may have changed in between: a
+    promotion goes over by its agents' ids, keeps those the new fleet has, and is
+    dropped when its experiment's pipelines are not the same any more."""
+    text = (scenarios_dir() / "demo.yaml").read_text()
+    first = Engine(parse_scenario(text), seed=7, start=START)
+    first.advance_to(first.end)
+    after = first.continuation()
+    ((_, ids),) = after.promotions
+    smaller = parse_scenario(text.replace("agents: 150", "agents: 100"))
+    second = Engine(smaller, seed=7, start=first.end + 1, after=after)
+    (kept,) = second.lab.standing()
+    still = [a for a in ids if int(a.rsplit("-", 1)[1]) <= 100]
+    assert 0 < len(still) < len(ids)  # the case is there: some of its agents are gone
+    assert [second.fleet.ids[a] for a in kept.agents.tolist()] == still
+    costs = [e.data for e in second.advance_to(second.end) if e.name == "cost.update"]
+    assert second.now >= second.end  # the whole run, its cost included
+    assert costs[0]["active_optimizations"][0]["experiment_id"] == "exp-789"
+    changed = parse_scenario(text.replace("reduction: 0.70", "reduction: 0.75"))
+    assert Engine(changed, seed=7, start=first.end + 1, after=after).lab.standing() == []
 
 
 def _loss_scenario(faults: str):

@@ -232,3 +232,20 @@ def test_a_wrong_list_of_agents_names_the_field_and_line(extra: str, problem: st
     with pytest.raises(ScenarioError) as err:
         parse_scenario(HEAD + extra, "g.yaml")
     assert problem in str(err.value), str(err.value)
+
+
+def test_one_agent_as_the_target_of_a_factor_fault_is_a_list_of_one() -> None:
+    sc = parse_scenario(
+        HEAD + "faults:\n  - {at: 1m, type: cardinality_explosion, target: agent-prod-app-04,"
+        " duration: 1m}\n"
+    )
+    assert sc.faults[0].target == ("agent-prod-app-04",)
+    with pytest.raises(ScenarioError) as err:
+        parse_scenario(
+            HEAD + "faults:\n  - {at: 1m, type: spike, target: agent-prod-app-99, duration: 1m}\n",
+            "g.yaml",
+        )
+    assert (
+        "faults[0].target (line 14): expected global, an experiment id, an agent id,"
+        " group:<name> or a list of agent ids, got 'agent-prod-app-99'" in str(err.value)
+    )
