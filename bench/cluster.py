@@ -70,7 +70,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import redis  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
-from _common import SECRET, cpu_seconds, rss_kib  # noqa: E402
+from _common import SECRET, cpu_model, cpu_seconds, load_average, rss_kib  # noqa: E402
 from fanout import Proc, free_port  # noqa: E402
 
 from phoenix.auth import issue  # noqa: E402
@@ -95,53 +95,8 @@ def client_main() -> None:
     import fanout_client as fc
 
     class CountingClient(fc.Client):
-        def data_received(self, data: bytes) -> None:
-            if not self.upgraded:
-                # The 101 (the client sends nothing before it, so no frame follows it).
-                super().data_received(data)
-                return
-            buf = self.buf
-            buf += data
-            n = len(buf)
-            pos = 0
-            frames = 0
-            while n - pos >= 2:
-                size = buf[pos + 1] & 0x7F
-                if size < 126:
-                    start = pos + 2
-                elif size == 126:
-                    if n - pos < 4:
-                        break
-                    size = (buf[pos + 2] << 8) | buf[pos + 3]
-                    start = pos + 4
-                else:
-                    if n - pos < 10:
-                        break
-                    size = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                    start = pos + 10
-                end = start + size
-                if end > n:
-                    break
-                op = buf[pos] & 0x0F
-                if op == 1:
-                    frames += 1
-                    if not self.first_text.done():
-                        self.first_text.set_result(None)
-                elif op == 9 and self.transport is not None:  # ping: answer with a pong
-                    body = bytes(buf[start:end])
-                    self.transport.write(bytes((0x8A, 0x80 | len(body))) + b"\0\0\0\0" + body)
-                elif op == 8 and self.transport is not None:
-                    self.transport.close()
-                pos = end
-            if pos:
-                del buf[:pos]
-            stats = self.stats
-            if frames:  # counted paused or not: a second "stop" reads the count so far
-                now = time.time()
-                stats.count += frames
-                if not stats.first:
-                    stats.first = now
-                stats.last = now
+        def text_frame(self, buf: bytearray, start: int, end: int, now: float) -> int:
+            return 1  # every one, counting or not: "stop" reads the count so far
 
     fc.Client = CountingClient  # type: ignore[misc]  # open_one looks it up per connection
     asyncio.run(fc.main())
@@ -736,20 +691,13 @@ def report(windows: list[Window], rss: dict[str, float]) -> str:
 def machine() -> str:
     import redis as redis_py
 
-    model = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
     with open("/proc/meminfo") as f:
         mem = int(f.readline().split()[1]) / 1024 / 1024
-    with open("/proc/loadavg") as f:
-        load = " ".join(f.read().split()[:3])
     return (
-        f"{os.cpu_count()} CPUs ({model}), {mem:.1f} GiB, Python {platform.python_version()}, "
-        f"aiohttp {aiohttp.__version__}, redis-py {redis_py.__version__}, "
-        f"{redis_server_version()}, load average {load}, {time.strftime('%Y-%m-%d %H:%M %Z')}"
+        f"{os.cpu_count()} CPUs ({cpu_model()}), {mem:.1f} GiB, Python "
+        f"{platform.python_version()}, aiohttp {aiohttp.__version__}, redis-py "
+        f"{redis_py.__version__}, {redis_server_version()}, load average {load_average()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}"
     )
 
 
@@ -788,7 +736,7 @@ async def main(args: argparse.Namespace) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     print()
     print(report(cluster.windows, cluster.rss))
-    print(f"\n(total {time.monotonic() - started:.0f} s; load average now {load_now()})")
+    print(f"\n(total {time.monotonic() - started:.0f} s; load average now {load_average()})")
     if args.json:
         Path(args.json).write_text(
             json.dumps(
@@ -801,11 +749,6 @@ async def main(args: argparse.Namespace) -> int:
             )
         )
     return code
-
-
-def load_now() -> str:
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

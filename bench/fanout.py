@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from _common import cpu_seconds, rss_kib
+from _common import cpu_model, cpu_seconds, rss_kib
 
 HERE = Path(__file__).resolve().parent
 KINDS = ("ours", "bare")
@@ -373,14 +373,8 @@ def report(all_results: list[dict[str, Result]]) -> str:
 
 
 def machine() -> str:
-    model = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
     return (
-        f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
         f"aiohttp {aiohttp.__version__}, {time.strftime('%Y-%m-%d %H:%M %Z')}"
     )
 

@@ -97,9 +97,7 @@ class Client(asyncio.Protocol):
             self.upgraded = self.open = True
             self.ready.set_result(None)
         stats = self.stats
-        counting = stats.counting
         now = time.time()
-        hist = stats.hist
         n = len(buf)
         pos = 0
         frames = 0
@@ -122,15 +120,7 @@ class Client(asyncio.Protocol):
                 break
             op = buf[pos] & 0x0F
             if op == 1:
-                if counting:
-                    i = buf.find(SENT_KEY, start, end)
-                    if i >= 0:
-                        i += 7
-                        j = buf.find(b",", i, end)
-                        lat = now - float(buf[i:j])
-                        k = int(lat / BIN)
-                        hist[k if 0 <= k < BINS else (0 if k < 0 else BINS - 1)] += 1
-                        frames += 1
+                frames += self.text_frame(buf, start, end, now)
                 if not self.first_text.done():
                     self.first_text.set_result(None)
             elif op == 9 and self.transport is not None:  # ping: answer with a pong
@@ -146,6 +136,20 @@ class Client(asyncio.Protocol):
             if not stats.first:
                 stats.first = now
             stats.last = now
+
+    def text_frame(self, buf: bytearray, start: int, end: int, now: float) -> int:
+        """One text frame, buf[start:end]: how many it counts (0 or 1). Here: while
+        counting, a frame that carries `"sent":` files its latency in the histogram."""
+        if not self.stats.counting:
+            return 0
+        i = buf.find(SENT_KEY, start, end)
+        if i < 0:
+            return 0
+        i += 7
+        j = buf.find(b",", i, end)
+        k = int((now - float(buf[i:j])) / BIN)
+        self.stats.hist[k if 0 <= k < BINS else (0 if k < 0 else BINS - 1)] += 1
+        return 1
 
     def send(self, payload: bytes) -> None:
         assert self.transport is not None
