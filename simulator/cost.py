@@ -29,6 +29,8 @@ class Prices:
         return points + series / 1000.0 * self.per_thousand_series / HOURS_PER_MONTH
 
     def per_second(self, mps: float, series: float = 0.0) -> float:
+        # Its own formula, not per_hour / 3600: the same floats as ever, so an
+        # experiment's cost_saved_usd (and the golden stream) does not move by a cent.
         points = mps / 1e6 * self.per_million_points
         if not self.per_thousand_series:
             return points
