@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -24,10 +23,11 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from ..server.conftest import SECRET
+from ..server.procs import PhoenixProcess, env, free_port
+
 REDIS = shutil.which("redis-server")
 MISSING = "redis-server not installed: apt-get install redis-server (CI installs it)"
-SECRET = "test-secret-that-is-long-enough-for-every-hmac-algorithm-0123456789"
 START = "2024-01-20T10:00:00Z"
 TIMEOUT = 20.0  # seconds: the one unit for waiting on processes
 
@@ -40,12 +40,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if Path(str(item.path)).is_relative_to(here):
             item.add_marker(pytest.mark.skip(reason=MISSING))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RedisServer:
@@ -124,43 +118,14 @@ def wait_for(check: Callable[[], Any], timeout: float = 15.0) -> Any:
     raise AssertionError("timed out")
 
 
-def run_phoenix(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """`phoenix ARGS` to its end, its output captured."""
-    return subprocess.run(
-        [sys.executable, "-m", "phoenix", *args],
-        cwd=ROOT,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def env(**extra: str) -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
-    e["PHOENIX_JWT_SECRET"] = SECRET
-    e.update(extra)
-    return e
-
-
-class Node:
+class Node(PhoenixProcess):
     """One `phoenix engine` or `phoenix gateway` process, its output in a file."""
 
     def __init__(self, role: str, *args: str, environ: dict[str, str] | None = None) -> None:
         self.role = role
-        self.port = free_port() if role == "gateway" else None
-        argv = [sys.executable, "-m", "phoenix", role, *args]
-        if self.port is not None:
-            argv += ["--port", str(self.port)]
-        self._log = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen(
-            argv, cwd=ROOT, env=environ or env(), stdout=self._log, stderr=subprocess.STDOUT
-        )
-        self.output = ""
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        port = free_port() if role == "gateway" else None
+        argv = [role, *args] + ([] if port is None else ["--port", str(port)])
+        super().__init__(argv, port, environ)
 
     @property
     def ws(self) -> str:
@@ -189,20 +154,6 @@ class Node:
             time.sleep(0.05)
         raise AssertionError(f"{self.role} did not join: {self.stop()}")
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if not self._log.closed:
-            self._log.seek(0)
-            self.output = self._log.read()
-            self._log.close()
-        return self.output
-
 
 class Cluster:
     """A redis-server, an engine and gateways; every process stopped at the end."""
@@ -230,6 +181,14 @@ class Cluster:
         node = Node("gateway", *self.common(), "--index", str(index), environ=self.environ(**extra))
         self.nodes.append(node)
         return node
+
+    def engine_and_two_gateways(self) -> tuple[Node, Node]:
+        """The demo on an engine, and gateways 0 and 1, both joined."""
+        self.start_engine()
+        a, b = self.start_gateway(0), self.start_gateway(1)
+        a.wait_joined()
+        b.wait_joined()
+        return a, b
 
     def close(self) -> None:
         for node in self.nodes:

@@ -7,14 +7,13 @@ import asyncio
 import json
 import signal
 import subprocess
-import sys
-import tempfile
 import time
 import urllib.request
 
 import aiohttp
 
-from .conftest import ROOT, START, RedisServer, env, free_port, run_phoenix, token
+from ..server.procs import PhoenixProcess, free_port, run
+from .conftest import START, RedisServer, token
 from .wsclient import ALL, closed, events, subscribe
 
 
@@ -25,19 +24,19 @@ def test_an_unreachable_broker_is_exit_2_with_what_to_fix() -> None:
         ["gateway", "--broker", nobody, "--port", str(free_port())],
         ["serve", "--workers", "2", "--broker", nobody, "--port", str(free_port())],
     ):
-        out = run_phoenix(*argv)
+        out = run(*argv, timeout=120)
         assert out.returncode == 2, (argv, out.stderr)
         assert "cannot reach Redis at redis://127.0.0.1:" in out.stderr, out.stderr
         assert "redis-server" in out.stderr
 
 
 def test_a_wrong_broker_setting_refuses_to_start() -> None:
-    out = run_phoenix("gateway", "--broker", "http://127.0.0.1:6379")
+    out = run("gateway", "--broker", "http://127.0.0.1:6379")
     assert out.returncode == 2
     assert "broker.url: expected a Redis URL such as redis://127.0.0.1:6379/0" in out.stderr
-    out = run_phoenix("serve", "--workers", "2")
+    out = run("serve", "--workers", "2")
     assert out.returncode == 2 and "--workers: gateways need a broker" in out.stderr
-    out = run_phoenix("engine")
+    out = run("engine")
     assert out.returncode == 2 and "--broker" in out.stderr
 
 
@@ -45,32 +44,12 @@ async def test_serve_workers_runs_an_engine_and_gateways_on_one_port(
     redis_server: RedisServer,
 ) -> None:
     port = free_port()
-    log = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen(
+    srv = PhoenixProcess(
         [
-            sys.executable,
-            "-m",
-            "phoenix",
-            "serve",
-            "--workers",
-            "2",
-            "--broker",
-            redis_server.url,
-            "--port",
-            str(port),
-            "--scenario",
-            "demo",
-            "--seed",
-            "7",
-            "--start",
-            START,
-            "--speed",
-            "60",
+            *("serve", "--workers", "2", "--broker", redis_server.url, "--port", str(port)),
+            *("--scenario", "demo", "--seed", "7", "--start", START, "--speed", "60"),
         ],
-        cwd=ROOT,
-        env=env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        port,
     )
     try:
         gateways = await asyncio.to_thread(_joined, port, 2)
@@ -83,17 +62,12 @@ async def test_serve_workers_runs_an_engine_and_gateways_on_one_port(
             for ws in clients:
                 await subscribe(ws, ALL)
                 await events(ws, 1)
-            proc.send_signal(signal.SIGTERM)
+            srv.proc.send_signal(signal.SIGTERM)
             codes = [await closed(ws) for ws in clients]
         assert codes == [1001] * len(clients)
-        assert proc.wait(30) == 0
+        assert srv.proc.wait(30) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.seek(0)
-        output = log.read()
-        log.close()
+        output = srv.stop()
     assert "one engine and 2 gateways" in output, output
 
 

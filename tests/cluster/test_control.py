@@ -16,10 +16,7 @@ from .wsclient import ALL, closed, events, frame, open_ws, subscribe
 async def test_controls_work_on_any_gateway_and_every_gateway_answers_the_same(
     cluster: Cluster,
 ) -> None:
-    cluster.start_engine()
-    a, b = cluster.start_gateway(0), cluster.start_gateway(1)
-    a.wait_joined()
-    b.wait_joined()
+    a, b = cluster.engine_and_two_gateways()
 
     status, state = await asyncio.to_thread(post_json, a.base + "/api/sim", {"action": "pause"})
     assert status == 200 and state["paused"] is True

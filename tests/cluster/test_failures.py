@@ -34,10 +34,7 @@ async def _until(check: Any, timeout: float = 15.0) -> Any:
 
 
 async def test_a_killed_gateways_clients_resume_on_another(cluster: Cluster) -> None:
-    cluster.start_engine()
-    a, b = cluster.start_gateway(0), cluster.start_gateway(1)
-    a.wait_joined()
-    b.wait_joined()
+    a, b = cluster.engine_and_two_gateways()
     async with aiohttp.ClientSession() as session:
         witness = await open_ws(session, b)
         await subscribe(witness, ALL)
@@ -57,10 +54,7 @@ async def test_a_killed_gateways_clients_resume_on_another(cluster: Cluster) -> 
 async def test_redis_stopped_for_ten_seconds_loses_nothing_the_history_holds(
     cluster: Cluster,
 ) -> None:
-    cluster.start_engine()
-    a, b = cluster.start_gateway(0), cluster.start_gateway(1)
-    a.wait_joined()
-    b.wait_joined()
+    a, b = cluster.engine_and_two_gateways()
     async with aiohttp.ClientSession() as session:
         stays = await open_ws(session, a)  # keeps its connection through the outage
         await subscribe(stays, ALL)

@@ -9,15 +9,13 @@ from typing import Any
 
 import aiohttp
 
-from .conftest import START, Cluster, run_phoenix, token
+from ..server.procs import run
+from .conftest import START, Cluster, token
 from .wsclient import ALL, events, open_ws, subscribe
 
 
 async def test_every_gateway_sends_the_same_events_as_the_headless_run(cluster: Cluster) -> None:
-    cluster.start_engine()
-    a, b = cluster.start_gateway(0), cluster.start_gateway(1)
-    a.wait_joined()
-    b.wait_joined()
+    a, b = cluster.engine_and_two_gateways()
     # Both from the same point (the engine's id in a snapshot): each replays what it has
     # and waits for what it has not read yet, so the two lists must be equal outright.
     snap = await asyncio.to_thread(_get, a.base + "/api/v1/experiments")
@@ -43,19 +41,17 @@ async def test_every_gateway_sends_the_same_events_as_the_headless_run(cluster: 
 
 
 def _simulate(minutes: int) -> list[dict[str, Any]]:
-    out = run_phoenix(
+    out = run(
         *("simulate", "--scenario", "demo", "--seed", "7", "--start", START),
         *("--duration", f"{minutes}m"),
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     return [json.loads(line) for line in out.stdout.splitlines()]
 
 
 async def test_a_client_resumes_on_another_gateway_what_it_missed(cluster: Cluster) -> None:
-    cluster.start_engine()
-    a, b = cluster.start_gateway(0), cluster.start_gateway(1)
-    a.wait_joined()
-    b.wait_joined()
+    a, b = cluster.engine_and_two_gateways()
     async with aiohttp.ClientSession() as session:
         # A witness stays on A the whole time; the client leaves A, misses a while and
         # comes back on B with `since`.

@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -22,9 +17,10 @@ from typing import Any
 
 import pytest
 
+from ..server.procs import ServerProcess, free_port, run
+
 CHROMIUM = Path("/usr/bin/chromium")
 MISSING = "chromium not installed: apt-get install chromium (CI installs it)"
-ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -37,21 +33,10 @@ START = "2024-01-20T10:00:00Z"
 TIMEOUT = 15.0  # seconds: the one unit for waiting on the server and the page
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def phoenix_token(*args: str) -> str:
     """A fresh token from the real `phoenix token` command (subject page-test)."""
-    out = subprocess.run(
-        [sys.executable, "-m", "phoenix", "token", "--sub", "page-test", *args],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    out = run("token", "--sub", "page-test", *args)
+    assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
 
@@ -62,7 +47,7 @@ class Server:
         self.scenario = scenario
         self.port = port or free_port()
         self.speed = speed
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: ServerProcess | None = None
         self._tokens: dict[str, str] = {}  # role -> token (an hour long; same secret)
 
     @property
@@ -70,43 +55,17 @@ class Server:
         return f"http://127.0.0.1:{self.port}/"
 
     def start(self) -> None:
-        cmd = [
-            sys.executable, "-m", "phoenix", "serve",
-            "--port", str(self.port),
-            "--scenario", self.scenario,
-            "--seed", "7",
-            "--start", START,
-            "--speed", str(self.speed),
-        ]  # fmt: skip
-        # A file, not a pipe: a pipe nobody reads fills up and blocks the server's logging.
-        self._log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self._log)
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self._log.seek(0)
-                err = self._log.read().decode()
-                raise RuntimeError(f"phoenix serve exited with {self.proc.returncode}:\n{err}")
-            try:
-                with urllib.request.urlopen(self.url + "health", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"phoenix serve did not answer /health within {TIMEOUT} s")
+        self.proc = ServerProcess(
+            *("--scenario", self.scenario, "--seed", "7", "--start", START),
+            *("--speed", str(self.speed)),
+            port=self.port,
+        )
+        self.proc.wait_ready(TIMEOUT)
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        self._log.close()
+        if proc is not None:
+            proc.stop(timeout=TIMEOUT)
 
     def token(self, role: str = "viewer") -> str:
         if role not in self._tokens:

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import Server, free_port
+from ..server.procs import free_port
+from .conftest import Server
 
 # The snapshot-then-subscribe flow of the README, from another origin. The result goes
 # into the title: "ok <experiments count> <subscribed>" or "blocked <fetch> <ws>".

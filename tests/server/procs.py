@@ -42,21 +42,22 @@ def run(*args: str, timeout: float = 60, **kw: object) -> subprocess.CompletedPr
     )
 
 
-class ServerProcess:
-    """`phoenix serve` on a free loopback port; stopped by PID."""
+class PhoenixProcess:
+    """A `phoenix` command running in the background, its output in a file; stopped by
+    PID."""
 
     def __init__(
         self,
-        *args: str,
-        port: int | None = None,
+        argv: list[str],
+        port: int | None,
         environ: dict[str, str] | None = None,
         preexec_fn: Callable[[], object] | None = None,  # e.g. a lower RLIMIT_NOFILE
     ):
-        self.port = port or free_port()
+        self.port = port
         # A file, not a pipe: a pipe nobody reads fills up and blocks the server's logging.
         self._log = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "phoenix", "serve", "--port", str(self.port), *args],
+            [sys.executable, "-m", "phoenix", *argv],
             cwd=ROOT,
             env=environ or env(),
             stdout=self._log,
@@ -69,19 +70,6 @@ class ServerProcess:
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited: {self.stop()}")
-            try:
-                with urllib.request.urlopen(self.base + "/health", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError(f"server not ready: {self.stop()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> str:
         if self.proc.poll() is None:
@@ -96,3 +84,30 @@ class ServerProcess:
             self.output = self._log.read()
             self._log.close()
         return self.output
+
+
+class ServerProcess(PhoenixProcess):
+    """`phoenix serve` on a free loopback port."""
+
+    def __init__(
+        self,
+        *args: str,
+        port: int | None = None,
+        environ: dict[str, str] | None = None,
+        preexec_fn: Callable[[], object] | None = None,
+    ):
+        port = port or free_port()
+        super().__init__(["serve", "--port", str(port), *args], port, environ, preexec_fn)
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited: {self.stop()}")
+            try:
+                with urllib.request.urlopen(self.base + "/health", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"server not ready: {self.stop()}")
