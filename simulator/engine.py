@@ -405,13 +405,7 @@ class Engine:
         p = fault.params
         if fault.type == "agents_leave":
             target = fault.target
-            if isinstance(target, tuple):  # those listed that are online, all of them
-                listed = self.fleet.members(target)
-                chosen = sorted(listed[self.fleet.online[listed]].tolist())
-            elif target != "global" and not target.startswith(GROUP_PREFIX):  # one agent
-                chosen = [self.fleet.ids.index(target)]
-                chosen = [a for a in chosen if self.fleet.online[a]]
-            else:
+            if isinstance(target, str) and (target == "global" or target.startswith(GROUP_PREFIX)):
                 pool = np.flatnonzero(self.fleet.online)
                 if target != "global":  # from that group, of its online
                     pool = np.flatnonzero(self.fleet.online & self.fleet.mask(target))
@@ -420,6 +414,9 @@ class Engine:
                     count = int(round(p["fraction"] * pool.size))
                 count = min(count, pool.size)
                 chosen = sorted(self._fault_rng.choice(pool, size=count, replace=False).tolist())
+            else:  # agents by id (one, or a list): those of them online, all of them
+                listed = self.fleet.members(target if isinstance(target, tuple) else (target,))
+                chosen = sorted(listed[self.fleet.online[listed]].tolist())
             for agent in chosen:
                 events += self._disconnect(agent, t, None if end is None else end)
             item.extra["agents"] = [self.fleet.ids[a] for a in chosen]
