@@ -86,12 +86,7 @@ def effects_at(
             if f.type == "cardinality_explosion":
                 glob.cardinality *= factor
             elif f.type == "error_surge":
-                if p.get("variant", "candidate") == "baseline":
-                    glob.baseline_error_rate = max(
-                        glob.baseline_error_rate or 0.0, float(p["error_rate"])
-                    )
-                else:
-                    glob.error_rate = max(glob.error_rate or 0.0, float(p["error_rate"]))
+                _surge(glob, p)
             else:
                 glob.mps_factor *= factor
             continue
@@ -99,12 +94,7 @@ def effects_at(
         if eff is None:
             continue
         if f.type == "error_surge":
-            if p.get("variant", "candidate") == "baseline":
-                eff.baseline_error_rate = max(
-                    eff.baseline_error_rate or 0.0, float(p["error_rate"])
-                )
-            else:
-                eff.error_rate = max(eff.error_rate or 0.0, float(p["error_rate"]))
+            _surge(eff, p)
         elif f.type == "cardinality_explosion":
             if p["variant"] == "baseline":
                 eff.baseline_cardinality *= factor
@@ -120,3 +110,10 @@ def effects_at(
         if glob.baseline_error_rate is not None:
             eff.baseline_error_rate = max(eff.baseline_error_rate or 0.0, glob.baseline_error_rate)
     return glob, per
+
+
+def _surge(into: GlobalEffects | Effects, params: dict[str, Any]) -> None:
+    """An error surge on its variant: the baseline's `baseline_error_rate` or the
+    candidate's `error_rate` (the default); of several in force, the highest."""
+    attr = "baseline_error_rate" if params.get("variant") == "baseline" else "error_rate"
+    setattr(into, attr, max(getattr(into, attr) or 0.0, float(params["error_rate"])))

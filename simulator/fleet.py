@@ -150,7 +150,7 @@ class FleetState:
         self.capacity = np.concatenate([self.capacity, capacity])
         self.load = np.concatenate([self.load, base / capacity])
         self.burst_until = np.concatenate([self.burst_until, np.zeros(count, dtype=np.int64)])
-        if hasattr(self, "group") and self.group.size < first + count:
+        if self.group.size < first + count:  # joiners: in no group
             self.group = np.concatenate([self.group, np.full(count, -1, dtype=np.int64)])
         self.online = np.concatenate([self.online, np.zeros(count, dtype=bool)])
         self.last_seen = np.concatenate([self.last_seen, np.zeros(count)])
