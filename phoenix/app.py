@@ -72,7 +72,7 @@ def create_app(
         on_reset=app[FAULTS].clear,
     )
     app[FEED] = feed
-    app[CONTROL] = LocalControl(lambda: feed, config.simulation)
+    app[CONTROL] = LocalControl(feed, config.simulation)
     app[LEASES] = LocalLeases(app[CONNECTIONS])
     app.cleanup_ctx.append(_run_feed(feed))
     _finish(app)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from phoenix.config import MAX_STEP, SCHEMA, ConfigError, SimulationConfig
@@ -69,13 +68,9 @@ class Control(Protocol):
 class LocalControl:
     """The controls carried out on a Feed in this process."""
 
-    def __init__(self, feed: Callable[[], Feed], sim: SimulationConfig) -> None:
-        self._feed = feed  # a getter: the app builds its feed after this
+    def __init__(self, feed: Feed, sim: SimulationConfig) -> None:
+        self.feed = feed
         self.sim = sim
-
-    @property
-    def feed(self) -> Feed:
-        return self._feed()
 
     async def state(self) -> dict[str, Any]:
         return self.feed.state()
@@ -120,8 +115,9 @@ class LocalControl:
             self._set_rate(body)
         else:
             await self._restart(body)
-        log.info("simulation %s by admin: %s", action, feed.state())
-        return feed.state()
+        state = feed.state()
+        log.info("simulation %s by admin: %s", action, state)
+        return state
 
     async def _restart(self, body: dict[str, Any]) -> None:
         feed, sim = self.feed, self.sim

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import secrets
@@ -97,7 +98,7 @@ class Publisher:
         into its successor's streams: TakenOver). Raises RedisError/OSError with what is
         unwritten kept."""
         while self.outbox:
-            batch = [self.outbox[i] for i in range(min(BATCH, len(self.outbox)))]
+            batch = list(itertools.islice(self.outbox, BATCH))
             top = batch[-1][3]
             async with r.pipeline(transaction=True) as pipe:
                 await pipe.watch(self.keys.lock)
@@ -231,7 +232,7 @@ class EngineNode:
 
     async def _serve(self) -> None:
         assert self.feed is not None
-        control = LocalControl(lambda: self.feed, self.config.simulation)  # type: ignore[arg-type,return-value]
+        control = LocalControl(self.feed, self.config.simulation)
         tasks = [
             asyncio.create_task(self.feed.run(), name="feed"),
             asyncio.create_task(self._writer(), name="writer"),
@@ -392,7 +393,8 @@ class EngineNode:
                 pipe = self.r.pipeline(transaction=False)
                 pipe.rpush(self.keys.reply(rid), json.dumps(reply))
                 pipe.expire(self.keys.reply(rid), 30)
-                pipe.set(self.keys.engine, json.dumps(self.state()), px=int(STATE_TTL * 1000))
+                if op in ("command", "inject"):  # the others change nothing
+                    pipe.set(self.keys.engine, json.dumps(self.state()), px=int(STATE_TTL * 1000))
                 await pipe.execute()
             except (RedisError, OSError) as exc:
                 self._down(exc)

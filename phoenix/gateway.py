@@ -32,7 +32,7 @@ from phoenix import broker, protocol
 from phoenix.broker import Entry, Keys, read_entry, split_id
 from phoenix.config import BrokerConfig, Config
 from phoenix.control import ControlError
-from phoenix.feed import SourceInfo
+from phoenix.feed import SLICE, SourceInfo  # SLICE: delivering, before others run
 from phoenix.hub import Published
 from phoenix.keys import CONNECTIONS, FAULTS, HUB
 from phoenix.protocol import Close
@@ -43,7 +43,6 @@ log = logging.getLogger("phoenix.gateway")
 BLOCK = 1.0  # seconds one XREAD waits for new events
 COUNT = 5000  # entries per XREAD
 POLL = 0.5  # seconds between reads of the engine's state
-SLICE = 0.02  # seconds of delivering before the loop is let to others (as phoenix.feed)
 SNAPSHOT_FRESH = 0.25  # seconds a gateway answers snapshots from the engine's last one
 
 
@@ -133,7 +132,7 @@ class RemoteControl:
         # what this gateway has delivered: the id is the engine's, so it is not foreign.
         last = protocol.parse_event_id(snap["sim"].get("last_event_id") or "")
         if last is not None:
-            self.link.app[HUB].issued = max(self.link.app[HUB].issued, last)
+            self.link.app[HUB].expect(last)
         return snap
 
     async def timeline(self) -> dict[str, Any]:
@@ -177,7 +176,6 @@ class Leases:
 
     def __init__(self, link: Link) -> None:
         self.link = link
-        self.mine: dict[str, int] = {}  # user -> connections here
         # Users whose count in Redis may be wrong: a call failed (or timed out after it
         # ran). reassert() writes them as they are here.
         self.dirty: set[str] = set()
@@ -199,17 +197,12 @@ class Leases:
                 log.warning("broker unreachable: connections per user counted here only")
                 self._warned = True
             self.dirty.add(sub)
-            ok = self.mine.get(sub, 0) < limit
-        if ok:
-            self.mine[sub] = self.mine.get(sub, 0) + 1
+            # Here alone, as in one process: the registry's count (a connection is
+            # registered as soon as this returns, before any await).
+            ok = self.link.app[CONNECTIONS].count(sub) < limit
         return bool(ok)
 
     async def release(self, sub: str) -> None:
-        n = self.mine.get(sub, 0) - 1
-        if n > 0:
-            self.mine[sub] = n
-        else:
-            self.mine.pop(sub, None)
         try:
             await self.link.r.eval(_RELEASE, 1, self.link.keys.user(sub), self.link.id)
         except (RedisError, OSError):
@@ -219,12 +212,13 @@ class Leases:
         """After an outage: Redis may have lost the counts (a restart without
         persistence); this gateway's are put back as they are now."""
         self._warned = False
-        users = set(self.mine) | self.dirty
+        registry = self.link.app[CONNECTIONS]
+        users = set(registry.users()) | self.dirty
         if not users:
             return
         pipe = self.link.r.pipeline(transaction=False)
         for sub in users:
-            n = self.mine.get(sub, 0)
+            n = registry.count(sub)
             if n:
                 pipe.hset(self.link.keys.user(sub), self.link.id, n)
             else:
@@ -278,7 +272,7 @@ class Link:
         with contextlib.suppress(RedisError, OSError):
             pipe = self.r.pipeline(transaction=False)
             pipe.delete(self.keys.gateway(self.id))  # our slots free at once
-            for sub in self.leases.mine:
+            for sub in self.app[CONNECTIONS].users():
                 pipe.hdel(self.keys.user(sub), self.id)
             await asyncio.wait_for(pipe.execute(), self.cfg.connect_timeout)
         for r in (self.r, self.rread, self.rwait):
@@ -319,7 +313,7 @@ class Link:
                 self.feed.update(state)
                 if state is not None:
                     hub = self.app[HUB]
-                    hub.issued = max(hub.issued, int(state.get("position") or 0))
+                    hub.expect(int(state.get("position") or 0))
                     if self.epoch is not None and state.get("epoch") not in (None, self.epoch):
                         self.rejoin = True  # another run, maybe missed in the streams
                 if was_up and state is None:
@@ -346,8 +340,7 @@ class Link:
                 if self.epoch is None:  # no engine has written here yet
                     await asyncio.sleep(POLL)
                     continue
-                streams = {**{k: self.last_ids[k] for k in self.keys.channel_of}}
-                streams[self.keys.ctl] = self.last_ids[self.keys.ctl]
+                streams = dict(self.last_ids)  # every channel's stream, then ctl
                 # A read without BLOCK sees every stream as of one moment. A blocked
                 # XREAD is only the wait: Redis answers it with the one stream that woke
                 # it (after the engine's transaction, that stream may hold events that
@@ -388,12 +381,13 @@ class Link:
         if b"epoch" not in meta:
             return
         epoch, base = meta[b"epoch"].decode(), int(meta[b"base"])
+        hub = self.app[HUB]
         if self.epoch is not None and epoch != self.epoch:
-            self._new_epoch(epoch, base)  # clients reload: another run
+            self._new_epoch(epoch, base)  # clients reload: another run (and hub.new_epoch)
+        else:
+            hub.new_epoch(base)
         self.rejoin = False
         self.last_ids = {}
-        hub = self.app[HUB]
-        hub.new_epoch(base)
         now_wall, now_mono = time.time(), time.monotonic()
         for (channel, key), items in zip(self.keys.streams.items(), streams, strict=True):
             entries = [read_entry(channel, sid, f) for sid, f in reversed(items)]
@@ -410,7 +404,7 @@ class Link:
                 self.last_on[channel] = last
                 # Past anything of another epoch left there: not this run's to deliver.
                 self.last_ids[key] = items[0][0].decode() if items else "0-0"
-        hub.issued = max(hub.issued, int(meta.get(b"last", 0)))
+        hub.expect(int(meta.get(b"last", 0)))
         # Faults in force: the control events of this epoch, replayed to the gate before
         # any client is here (what they do to connections touches nobody).
         for _sid, fields in ctl:
@@ -448,7 +442,7 @@ class Link:
         hub = self.app[HUB]
         top = max((pos for (pos, _), key, _, _ in items if key != self.keys.ctl), default=0)
         # Known to be coming: a client resuming from one of these ids waits, not refused.
-        hub.issued = max(hub.issued, top)
+        hub.expect(top)
         faults = self.app[FAULTS]
         newest_wall = 0.0
         loop = asyncio.get_running_loop()

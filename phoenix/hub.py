@@ -187,6 +187,11 @@ class Hub:
         hist.events.clear()
         hist.evicted_upto = max(hist.evicted_upto, upto)
 
+    def expect(self, seq: int) -> None:
+        """Ids up to `seq` have been handed out (a gateway learns of them before it reads
+        them): a resume from any of them is not refused; what it lacks arrives live."""
+        self.issued = max(self.issued, seq)
+
     def new_epoch(self, base: int) -> None:
         """Another run of the engine starts at id `base`: nothing before it is resumable."""
         for hist in self._history.values():

@@ -32,6 +32,10 @@ class Registry:
     def count(self, sub: str | None = None) -> int:
         return len(self._conns) if sub is None else self._per_user[sub]
 
+    def users(self) -> list[str]:
+        """Every user with a connection open."""
+        return list(self._per_user)
+
     def all(self) -> list[Connection]:
         """A copy: callers may close connections while they walk it."""
         return list(self._conns)
