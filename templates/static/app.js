@@ -1303,7 +1303,6 @@
   }
 
   function renderTimeline() {
-    timelineMarkers();
     const items = timeline.items;
     const next = nextItem();
     const s = state.sim || {};
@@ -1321,6 +1320,9 @@
     const key = timeline.loaded + ":" + timeline.failed + ":" + items.map((i) => (itemDone(i) ? 1 : 0)).join("");
     const list = $("timeline");
     if (key !== timeline.listKey) {
+      // Markers for the faults done, only when that changes: added at every render, one
+      // the marker cap had evicted would come back (and redraw the charts) each time.
+      timelineMarkers();
       timeline.listKey = key;
       timeline.whenNodes = [];
       let nextLi = null;
@@ -1382,11 +1384,15 @@
     $("btn-step-next").disabled = !next || jumping;
   }
 
-  function jumpStatus(text, isError) {
-    const s = $("jump-status");
-    s.textContent = text;
-    s.classList.toggle("error", !!isError);
+  // A status line: what the controls beside it did, or why not.
+  function statusIn(id) {
+    return (text, isError) => {
+      const s = $(id);
+      s.textContent = text;
+      s.classList.toggle("error", !!isError);
+    };
   }
+  const jumpStatus = statusIn("jump-status");
 
   function rfc3339(ms) {
     return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
@@ -2204,14 +2210,8 @@
     });
   }, PING_MS);
 
-  function controlStatus(text, isError) {
-    const s = $("control-status");
-    s.textContent = text;
-    s.classList.toggle("error", !!isError);
-  }
-
   async function control(payload, done, path, status) {
-    const say = status || controlStatus;
+    const say = status || statusIn("control-status");
     if (!isAdmin()) {
       say("Paste an admin token first.", true);
       return;
