@@ -175,7 +175,12 @@ async def sim_state(request: web.Request) -> web.Response:
 async def _state(request: web.Request, state: dict[str, Any] | None = None) -> dict[str, Any]:
     if state is None:
         state = await _call(request.app[CONTROL].state())
-    return {**state, "faults": all_faults(request.app, state)}
+    return with_faults(request.app, state)
+
+
+def with_faults(app: web.Application, state: dict[str, Any]) -> dict[str, Any]:
+    """The simulation's state as GET /api/sim shows it: its faults and this server's."""
+    return {**state, "faults": all_faults(app, state)}
 
 
 def all_faults(app: web.Application, state: dict[str, Any]) -> list[dict[str, Any]]:

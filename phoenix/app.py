@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from phoenix import api, contract, cors, faults, headers, logs, views
-from phoenix.config import Config
+from phoenix.config import Config, SimulationConfig
 from phoenix.control import LocalControl
 from phoenix.feed import Feed, Reload, Source, SourceInfo
 from phoenix.heartbeat import heartbeat
@@ -59,7 +59,7 @@ def create_app(
     app = _server(config)
     if source is None or info is None:
         source, info = source_from_config(config.simulation)
-    reload = _reloader(config.simulation.max_scenario_bytes) if config.simulation.loop else None
+    reload = reloader(config.simulation)
     feed = Feed(
         app[HUB],
         source,
@@ -120,9 +120,12 @@ def _finish(app: web.Application) -> None:
     cors.setup(app)  # which other origins' pages may use the API and /ws
 
 
-def _reloader(max_bytes: int) -> Reload:
-    """What loads the scenario again, from where it ended (simulation.loop), with the
-    same size cap as the first load."""
+def reloader(sim: SimulationConfig) -> Reload | None:
+    """What loads the scenario again, from where it ended, with the same size cap as
+    the first load; None without simulation.loop."""
+    if not sim.loop:
+        return None
+    max_bytes = sim.max_scenario_bytes
 
     def reload(info: SourceInfo, start: float, ended: Source) -> tuple[Source, SourceInfo]:
         assert info.ref is not None

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from phoenix.auth import MAX_SUB_LENGTH as MAX_SUB  # the server refuses a longer `sub`
-from phoenix.config import Config, ConfigError, load_config, parse_config
+from phoenix.config import SCHEMA, Config, ConfigError, load_config, parse_config
 from phoenix.replay import ReplayError
 from simulator.clock import format_duration, parse_duration, parse_start, rfc3339
 from simulator.scenario import ScenarioError
@@ -235,21 +235,31 @@ def _overrides(config: Config, args: argparse.Namespace) -> Config:
         for k in ("scenario", "seed", "start", "speed", "loop")
         if (v := getattr(args, k, None)) is not None
     }
-    raw = {
-        "server": {**_asdict(config.server), **server},
-        "auth": {**_asdict(config.auth), "algorithms": list(config.auth.algorithms)},
-        "limits": _asdict(config.limits),
-        "websocket": _asdict(config.websocket),
-        "simulation": {**_asdict(config.simulation), **sim},
-        "history": _asdict(config.history),
-        "broker": {**_asdict(config.broker), **brokers},
-    }
+    given = {"server": server, "simulation": sim, "broker": brokers}
+    # Every section, as the file and the environment made it (one left out would be
+    # reset to its defaults), the command line's values on top.
+    raw = {name: {**_asdict(getattr(config, name)), **given.get(name, {})} for name in SCHEMA}
     # The environment is already in `config` (file < environment < command line).
     return parse_config(raw, {})
 
 
+def _configure_logs(args: argparse.Namespace) -> None:
+    from phoenix import logs
+
+    logs.configure(getattr(logging, args.log_level.upper()), args.log_format)
+
+
+def _duration(text: str) -> float:
+    """--duration, or a message that says what to write."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ConfigError(f"--duration: {exc}") from None
+
+
 def _asdict(section: object) -> dict[str, object]:
-    return dict(vars(section))
+    """A section as a file gives it: lists, not the tuples it is kept as."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(section).items()}
 
 
 RATE = re.compile(r"^\s*([a-z-]+)\s*=\s*([0-9]+(?:\.[0-9]+)?)\s*(?:/s)?\s*$")
@@ -266,7 +276,6 @@ def parse_rates(values: list[str]) -> dict[str, float]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from phoenix import logs
     from phoenix.app import create_app
     from phoenix.keys import FEED
 
@@ -281,7 +290,7 @@ def _serve(args: argparse.Namespace) -> int:
             "(README, Scaling out)"
         )
     rates = parse_rates(args.rate)
-    logs.configure(getattr(logging, args.log_level.upper()), args.log_format)
+    _configure_logs(args)
     source, info = _source(args, config)
     app = create_app(config, source, info)
     for channel, rate in rates.items():
@@ -328,11 +337,10 @@ def _address(config: Config) -> str:
 
 def _serve_workers(args: argparse.Namespace, config: Config) -> int:
     """One engine and N gateways on one port, supervised (phoenix.supervisor)."""
-    from phoenix import logs
     from phoenix.broker import check_reachable
     from phoenix.supervisor import supervise
 
-    logs.configure(getattr(logging, args.log_level.upper()), args.log_format)
+    _configure_logs(args)
     asyncio.run(check_reachable(config.broker))
     common = ["--log-format", args.log_format, "--log-level", args.log_level]
     if args.config:
@@ -353,8 +361,7 @@ def _serve_workers(args: argparse.Namespace, config: Config) -> int:
 
 
 def _engine(args: argparse.Namespace) -> int:
-    from phoenix import logs
-    from phoenix.app import _reloader
+    from phoenix.app import reloader
     from phoenix.broker import check_reachable
     from phoenix.engine import EngineNode
     from phoenix.sources import source_from_config
@@ -363,13 +370,13 @@ def _engine(args: argparse.Namespace) -> int:
     if config.broker.url is None:
         raise ConfigError("--broker: the engine publishes to a broker; give redis://HOST:PORT/DB")
     rates = parse_rates(args.rate)
-    logs.configure(getattr(logging, args.log_level.upper()), args.log_format)
+    _configure_logs(args)
     source, info = _source(args, config)
     if source is None:
         source, info = source_from_config(config.simulation)
     for channel, rate in rates.items():
         source.set_rate(channel, rate)
-    reload = _reloader(config.simulation.max_scenario_bytes) if config.simulation.loop else None
+    reload = reloader(config.simulation)
     node = EngineNode(config, source, info, reload)
 
     async def run() -> None:
@@ -386,7 +393,6 @@ def _engine(args: argparse.Namespace) -> int:
 
 
 def _gateway(args: argparse.Namespace) -> int:
-    from phoenix import logs
     from phoenix.app import create_gateway
     from phoenix.broker import check_reachable, redact
 
@@ -395,7 +401,7 @@ def _gateway(args: argparse.Namespace) -> int:
         raise ConfigError("--broker: a gateway reads its engine from a broker; give redis://...")
     if not 0 <= args.index <= 1023:
         raise ConfigError(f"--index: expected 0 to 1023, got {args.index}")
-    logs.configure(getattr(logging, args.log_level.upper()), args.log_format)
+    _configure_logs(args)
     asyncio.run(check_reachable(config.broker))
     app = create_gateway(config, args.index)
     base = _address(config)
@@ -509,10 +515,7 @@ def _record(args: argparse.Namespace) -> int:
         filters[key] = value
     duration = None
     if args.duration is not None:
-        try:
-            duration = parse_duration(args.duration)
-        except ValueError as exc:
-            raise ConfigError(f"--duration: {exc}") from None
+        duration = _duration(args.duration)
     if not args.url.startswith(("ws://", "wss://")):
         raise ConfigError("url: expected ws://HOST:PORT/ws?token=JWT (or wss://)")
     opened: list[IO[bytes]] = []
@@ -542,10 +545,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from phoenix.protocol import event_frame
     from phoenix.sources import scenario_source
 
-    try:
-        duration = parse_duration(args.duration)
-    except ValueError as exc:
-        raise ConfigError(f"--duration: {exc}") from None
+    duration = _duration(args.duration)
     if args.start is not None and args.start != "now":
         try:
             parse_start(args.start)  # the bounds every start has (config, API, scenario)

@@ -61,7 +61,10 @@ class Formatter(logging.Formatter):
     QUERY = re.compile(r"(?<=[\w/])\?[\w.~%+-]*=[^\s'\"<>]*")
 
     def format(self, record: logging.LogRecord) -> str:
-        return self.QUERY.sub("?[query removed]", super().format(record))
+        return self.clean(super().format(record))
+
+    def clean(self, text: str) -> str:
+        return self.QUERY.sub("?[query removed]", text)
 
 
 class JsonFormatter(Formatter):
@@ -71,9 +74,7 @@ class JsonFormatter(Formatter):
     def format(self, record: logging.LogRecord) -> str:
         # Blanked before encoding: on the encoded line the blanking could eat an escape
         # and let a quoted query string end the JSON string early.
-        def clean(text: str) -> str:
-            return self.QUERY.sub("?[query removed]", text)
-
+        clean = self.clean
         stamp = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
         entry = {
             "time": stamp.replace("+00:00", "Z"),

@@ -33,7 +33,6 @@ from phoenix.auth import issue
 from phoenix.config import parse_config
 from phoenix.feed import Feed
 from phoenix.keys import CONTROL, FEED, HUB
-from phoenix.sources import scenario_source
 from simulator.events import CHANNELS
 
 __all__ = ["Simulator", "serve"]
@@ -137,10 +136,9 @@ class Simulator:
         """As GET /api/sim: scenario, seed, speed, simulated time, paused, faults."""
 
         async def go() -> dict[str, Any]:
-            from phoenix.api import all_faults
+            from phoenix.api import with_faults
 
-            state = self._app[FEED].state()
-            return {**state, "faults": all_faults(self._app, state)}
+            return with_faults(self._app, self._app[FEED].state())
 
         return self._call(go())
 
@@ -197,10 +195,7 @@ def serve(
         nonlocal stopping
         stopping = asyncio.Event()
         try:
-            source, info = scenario_source(
-                cfg.simulation.scenario, cfg.simulation.seed, cfg.simulation.start
-            )
-            app = create_app(cfg, source, info)
+            app = create_app(cfg)
             # Before the feed starts (at setup): from the first event on.
             app[HUB].subscribe(recorder, CHANNELS, {})
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
