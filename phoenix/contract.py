@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jinja2
+import aiohttp_jinja2
 from aiohttp import web
 
 from phoenix.views import CSP, VENDOR
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENT = ROOT / "docs" / "asyncapi.yaml"
-TEMPLATES = Path(__file__).resolve().parent / "templates"
 # The component's bundle, and the styles it was built with: it imports them by URL
 # (`cssImportPath`), and without one it asks unpkg.com.
 COMPONENT = VENDOR / "@asyncapi" / "web-component" / "lib"
@@ -37,9 +36,6 @@ NOT_INSTALLED = (
 # own document, never event data.
 DOCS_CSP = CSP.replace("script-src 'self';", "script-src 'self' 'unsafe-eval';", 1)
 
-# One small template of our own, rendered with autoescape as the page's are.
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
-
 
 def viewer_installed() -> bool:
     return (COMPONENT / BUNDLE).is_file() and (STYLES / STYLESHEET).is_file()
@@ -53,29 +49,20 @@ async def document(request: web.Request) -> web.StreamResponse:
 async def docs(request: web.Request) -> web.Response:
     if not viewer_installed():
         return web.Response(status=503, text=NOT_INSTALLED)
-    html = _env.get_template("docs.html").render(
-        bundle=f"/vendor/asyncapi/{BUNDLE}",
-        stylesheet=f"/vendor/asyncapi-styles/{STYLESHEET}",
-        document="/asyncapi.yaml",
-    )
-    return web.Response(text=html, content_type="text/html")
-
-
-async def _docs_csp(request: web.Request, response: web.StreamResponse) -> None:
-    if response.content_type == "text/html":
-        response.headers["Content-Security-Policy"] = DOCS_CSP
+    context = {
+        "bundle": f"/vendor/asyncapi/{BUNDLE}",
+        "stylesheet": f"/vendor/asyncapi-styles/{STYLESHEET}",
+        "document": "/asyncapi.yaml",
+    }
+    response = aiohttp_jinja2.render_template("docs.html", request, context)
+    # phoenix.headers gives every page the strict policy unless the page has its own.
+    response.headers["Content-Security-Policy"] = DOCS_CSP
+    return response
 
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/asyncapi.yaml", document)
-    # /docs is a sub-application so that its own response hook runs after the main
-    # application's (aiohttp sends on_response_prepare to the main app first, then to the
-    # sub-app): phoenix.headers gives it every security header, then this hook loosens
-    # the Content-Security-Policy for this page alone.
-    view = web.Application()
-    view.router.add_get("", docs)
-    view.on_response_prepare.append(_docs_csp)
-    app.add_subapp("/docs", view)
+    app.router.add_get("/docs", docs)
     # Registered only when installed, as uPlot is; /docs says what to run otherwise.
     if viewer_installed():
         app.router.add_static("/vendor/asyncapi/", COMPONENT, name="asyncapi")

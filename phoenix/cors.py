@@ -75,7 +75,7 @@ async def cors(
     origin = request.headers.get(hdrs.ORIGIN)
     if origin is None:
         return await handler(request)
-    ok = allowed(request, origin)
+    ok = request[ALLOWED] = allowed(request, origin)
     if request.path == "/ws" and not ok:
         return web.json_response(
             {"error": f"origin {origin[:100]!r} is not allowed (server.cors_origins)"},
@@ -86,14 +86,13 @@ async def cors(
     ):
         if not ok:
             return web.Response(status=403, text="origin not allowed (server.cors_origins)")
+        # Allow-Origin and Vary: added by allow_origin, as on every response.
         return web.Response(
             status=204,
             headers={
-                hdrs.ACCESS_CONTROL_ALLOW_ORIGIN: origin,
                 hdrs.ACCESS_CONTROL_ALLOW_METHODS: METHODS,
                 hdrs.ACCESS_CONTROL_ALLOW_HEADERS: HEADERS,
                 hdrs.ACCESS_CONTROL_MAX_AGE: MAX_AGE,
-                hdrs.VARY: "Origin",
             },
         )
     return await handler(request)
@@ -107,11 +106,14 @@ async def allow_origin(request: web.Request, response: web.StreamResponse) -> No
     # Whatever the answer, it depends on the Origin: no cache may serve it to another.
     if "Origin" not in response.headers.getall(hdrs.VARY, []):
         response.headers.add(hdrs.VARY, "Origin")
-    if allowed(request, origin):
+    # As the middleware found; a response made without it asks here.
+    ok = request.get(ALLOWED)
+    if ok if ok is not None else allowed(request, origin):
         response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
 
 
 ORIGINS = web.AppKey[tuple[re.Pattern[str], ...]]("cors_origins")
+ALLOWED = web.RequestKey[bool]("cors_allowed")  # the middleware's answer, for the hook
 
 
 def setup(app: web.Application) -> None:

@@ -22,7 +22,8 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     headers["X-Content-Type-Options"] = "nosniff"
     headers["Referrer-Policy"] = "no-referrer"
     if response.content_type == "text/html":
-        headers["Content-Security-Policy"] = CSP
+        # A page that set its own keeps it (/docs: phoenix.contract.DOCS_CSP).
+        headers.setdefault("Content-Security-Policy", CSP)
 
 
 def setup(app: web.Application) -> None:
